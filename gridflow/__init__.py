@@ -1,0 +1,19 @@
+"""gridflow: AC power flow (Newton–Raphson) for large interconnections, CPU and GPU.
+
+>>> import gridflow
+>>> case = gridflow.load_case("case_ACTIVSg25k")
+>>> res = gridflow.solve(case)
+>>> res.converged, res.bus.vm_pu.min()
+"""
+
+from gridflow.case import Case
+from gridflow.errors import CaseError, ConvergenceError, GridflowError, ScenarioError, ValidationMismatch
+from gridflow.io import case_names, from_pandapower, load_case, read_matpower
+from gridflow.results import PowerFlowResult
+from gridflow.solve import solve
+
+__all__ = [
+    "Case", "PowerFlowResult", "load_case", "from_pandapower", "read_matpower", "case_names", "solve",
+    "GridflowError", "CaseError", "ConvergenceError", "ScenarioError", "ValidationMismatch",
+]
+__version__ = "0.1.0"

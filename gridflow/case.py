@@ -1,0 +1,236 @@
+"""The Case: an immutable network in per-unit arrays.
+
+Every reader (MATPOWER ``.m``, pandapower) produces a :class:`Case`; every
+what-if (added datacenter load, shed, redispatch) produces a new one with
+:meth:`Case.replace`. The solver reads nothing else.
+
+Conventions (as MATPOWER, but per-unit inside):
+
+* powers in per-unit on ``base_mva`` (``pd = 1.5`` is 150 MW on a 100 MVA base);
+* voltage magnitudes in pu, angles in **radians**;
+* impedances in pu on ``base_mva`` and the bus base kV;
+* element indices (``gen.bus``, ``branch.f``, ``branch.t``) are 0-based
+  positions in the bus arrays; ``bus.number`` keeps the case's own bus numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridflow.errors import CaseError
+
+PQ, PV, REF, NONE = 1, 2, 3, 4  # MATPOWER bus types
+
+
+def _frozen(a, dtype) -> np.ndarray:
+    out = np.array(a, dtype=dtype, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True)
+class Buses:
+    """Bus data, one entry per bus (nb)."""
+
+    number: np.ndarray  # int64, the case's own bus numbers
+    type: np.ndarray  # int8, PQ=1 PV=2 REF=3 NONE=4 (as given by the case)
+    pd: np.ndarray  # float64 pu, constant-power load P
+    qd: np.ndarray  # float64 pu, constant-power load Q
+    gs: np.ndarray  # float64 pu, shunt conductance (P consumed at V = 1 pu)
+    bs: np.ndarray  # float64 pu, shunt susceptance (Q injected at V = 1 pu)
+    area: np.ndarray  # int64
+    zone: np.ndarray  # int64
+    vm: np.ndarray  # float64 pu, stored voltage magnitude
+    va: np.ndarray  # float64 rad, stored voltage angle
+    base_kv: np.ndarray  # float64 kV
+    vmax: np.ndarray  # float64 pu
+    vmin: np.ndarray  # float64 pu
+    name: np.ndarray  # object (str), '' where the case gives none
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+
+@dataclass(frozen=True)
+class Gens:
+    """Generator data, one entry per generator (ng)."""
+
+    bus: np.ndarray  # int64, 0-based bus index
+    pg: np.ndarray  # float64 pu
+    qg: np.ndarray  # float64 pu
+    qmax: np.ndarray  # float64 pu
+    qmin: np.ndarray  # float64 pu
+    vg: np.ndarray  # float64 pu, voltage setpoint
+    status: np.ndarray  # bool, in service
+    pmax: np.ndarray  # float64 pu
+    pmin: np.ndarray  # float64 pu
+
+    def __len__(self) -> int:
+        return len(self.bus)
+
+
+@dataclass(frozen=True)
+class Branches:
+    """Branch data (lines and transformers), one entry per branch (nl)."""
+
+    f: np.ndarray  # int64, 0-based from-bus index
+    t: np.ndarray  # int64, 0-based to-bus index
+    r: np.ndarray  # float64 pu
+    x: np.ndarray  # float64 pu
+    b: np.ndarray  # float64 pu, total line charging susceptance
+    rate_a: np.ndarray  # float64 pu MVA (0 = unlimited)
+    rate_b: np.ndarray  # float64 pu MVA
+    rate_c: np.ndarray  # float64 pu MVA
+    tap: np.ndarray  # float64, off-nominal ratio at the from side (1.0 for lines)
+    shift: np.ndarray  # float64 rad, phase shift at the from side
+    status: np.ndarray  # bool, in service
+    g: np.ndarray | None = None  # float64 pu, total charging conductance (pandapower), default 0
+    r_asym: np.ndarray | None = None  # float64 pu, extra series r on the to side (pandapower impedances)
+    x_asym: np.ndarray | None = None  # float64 pu, extra series x on the to side
+    g_asym: np.ndarray | None = None  # float64 pu, extra charging g on the to side
+    b_asym: np.ndarray | None = None  # float64 pu, extra charging b on the to side
+
+    def __post_init__(self):
+        for name in ("g", "r_asym", "x_asym", "g_asym", "b_asym"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _frozen(np.zeros(len(self.f)), np.float64))
+
+    def __len__(self) -> int:
+        return len(self.f)
+
+
+_BUS_DTYPES = dict(number=np.int64, type=np.int8, area=np.int64, zone=np.int64, name=object)
+_GEN_DTYPES = dict(bus=np.int64, status=bool)
+_BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool)
+
+
+def _make(cls, dtypes, **arrays):
+    return cls(**{k: _frozen(v, dtypes.get(k, np.float64)) for k, v in arrays.items()})
+
+
+def make_buses(**arrays) -> Buses:
+    return _make(Buses, _BUS_DTYPES, **arrays)
+
+
+def make_gens(**arrays) -> Gens:
+    return _make(Gens, _GEN_DTYPES, **arrays)
+
+
+def make_branches(**arrays) -> Branches:
+    return _make(Branches, _BRANCH_DTYPES, **arrays)
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """An immutable power network in per-unit arrays.
+
+    Attributes
+    ----------
+    name : str
+        Where the case came from (file stem or case name).
+    base_mva : float
+        System MVA base.
+    bus, gen, branch : Buses, Gens, Branches
+        Element data; see the field comments of each class for units.
+    meta : dict
+        Reader-specific extras (e.g. the pandapower bus lookup), never used
+        by the solver.
+    """
+
+    name: str
+    base_mva: float
+    bus: Buses
+    gen: Gens
+    branch: Branches
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def nb(self) -> int:
+        return len(self.bus)
+
+    @property
+    def ng(self) -> int:
+        return len(self.gen)
+
+    @property
+    def nl(self) -> int:
+        return len(self.branch)
+
+    def bus_index(self, numbers) -> np.ndarray:
+        """0-based bus positions for the case's own bus numbers; unknown numbers raise."""
+        numbers = np.atleast_1d(np.asarray(numbers, dtype=np.int64))
+        order = np.argsort(self.bus.number, kind="stable")
+        pos = np.searchsorted(self.bus.number, numbers, sorter=order)
+        pos = np.minimum(pos, len(order) - 1)
+        idx = order[pos]
+        bad = self.bus.number[idx] != numbers
+        if bad.any():
+            raise CaseError(f"unknown bus {int(numbers[bad][0])} in case {self.name}")
+        return idx
+
+    def replace(self, *, bus: dict | None = None, gen: dict | None = None,
+                branch: dict | None = None, **fields) -> Case:
+        """A new Case with some arrays replaced, e.g. ``case.replace(bus={"pd": pd})``."""
+        new = dict(fields)
+        if bus:
+            new["bus"] = _make(Buses, _BUS_DTYPES, **{**_asdict(self.bus), **bus})
+        if gen:
+            new["gen"] = _make(Gens, _GEN_DTYPES, **{**_asdict(self.gen), **gen})
+        if branch:
+            new["branch"] = _make(Branches, _BRANCH_DTYPES, **{**_asdict(self.branch), **branch})
+        return dataclasses.replace(self, **new)
+
+    def total_load_mw(self) -> float:
+        """Total constant-power load P of the case, MW."""
+        return float(self.bus.pd.sum() * self.base_mva)
+
+
+def _asdict(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def check_case(case: Case, source: str | None = None) -> None:
+    """Raise :class:`CaseError` for data no power flow can use.
+
+    Checks: non-finite numbers, duplicate bus numbers, non-positive base kV,
+    branch and generator ends out of range, zero-impedance branches, base MVA.
+    """
+    src = source or case.name
+    if not np.isfinite(case.base_mva) or case.base_mva <= 0:
+        raise CaseError(f"baseMVA must be a positive number, got {case.base_mva}", source=src)
+    if case.nb == 0:
+        raise CaseError("the case has no buses", source=src)
+    for group_name, group in (("bus", case.bus), ("gen", case.gen), ("branch", case.branch)):
+        for f in dataclasses.fields(group):
+            a = getattr(group, f.name)
+            if a.dtype.kind == "f":
+                bad = ~np.isfinite(a)
+                # MATPOWER uses +-Inf for unlimited Q/P limits and ratings; allow those.
+                if f.name in ("qmax", "qmin", "pmax", "pmin", "rate_a", "rate_b", "rate_c", "vmax", "vmin"):
+                    bad = np.isnan(a)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    label = _label(case, group_name, i)
+                    raise CaseError(f"{group_name} {label}: {f.name} is {a[i]} (not a finite number)", source=src)
+    num, counts = np.unique(case.bus.number, return_counts=True)
+    if (counts > 1).any():
+        raise CaseError(f"duplicate bus number {int(num[counts > 1][0])}", source=src)
+    bad = case.bus.base_kv <= 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"bus {case.bus.number[i]}: base kV must be positive, got {case.bus.base_kv[i]}", source=src)
+    zero = case.branch.status & (case.branch.r == 0) & (case.branch.x == 0)
+    if zero.any():
+        i = int(np.flatnonzero(zero)[0])
+        raise CaseError(f"branch {i} ({_label(case, 'branch', i)}): zero impedance (r = x = 0)", source=src)
+
+
+def _label(case: Case, group: str, i: int) -> str:
+    if group == "bus":
+        return str(int(case.bus.number[i]))
+    if group == "gen":
+        return f"{i} at bus {int(case.bus.number[case.gen.bus[i]])}"
+    return f"{int(case.bus.number[case.branch.f[i]])}-{int(case.bus.number[case.branch.t[i]])}"

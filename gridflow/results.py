@@ -1,0 +1,179 @@
+"""Power-flow results in engineering units, with pandapower's names and signs.
+
+Tables are pandas DataFrames in the case's own row order:
+
+* ``bus``: index = the case's bus numbers; ``vm_pu``, ``va_degree``, ``p_mw``,
+  ``q_mvar`` (net demand: load minus generation, as pandapower's ``res_bus``).
+  De-energized buses have NaN.
+* ``branch``: one row per branch; ``p_from_mw``, ``q_from_mvar``, ``p_to_mw``,
+  ``q_to_mvar`` (power entering the branch at each end), ``pl_mw``,
+  ``ql_mvar`` (losses), ``loading_percent`` (largest end MVA over rating A;
+  NaN where the case gives no rating A).
+* ``gen``: one row per generator; ``p_mw``, ``q_mvar`` (0 when out of service).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gridflow.case import Case
+
+
+@dataclass(frozen=True)
+class PowerFlowResult:
+    """A solved (or failed) AC power flow.
+
+    Attributes
+    ----------
+    case : Case
+    converged : bool
+    iterations : int
+        Newton iterations, summed over all starts and Q-limit rounds tried.
+    max_mismatch_mva : float
+        Largest |dP| or |dQ| at any bus, MW or MVAr.
+    worst_bus : int
+        Case bus number where that mismatch is.
+    init : str
+        The start that converged (or the last one tried).
+    backend : str
+        "cpu" or "gpu".
+    V : complex128 (nb,)
+        Bus voltages, pu (0 at de-energized buses).
+    bus, branch, gen : pandas.DataFrame
+    dead_buses : int
+        Buses in islands without a slack bus (not served).
+    message : str
+        Why it failed, when it did.
+    """
+
+    case: Case
+    converged: bool
+    iterations: int
+    max_mismatch_mva: float
+    worst_bus: int
+    init: str
+    backend: str
+    V: np.ndarray
+    bus: pd.DataFrame
+    branch: pd.DataFrame
+    gen: pd.DataFrame
+    dead_buses: int = 0
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Headline numbers: losses, voltage extremes, overloads, violations."""
+        return summarize(self)
+
+
+def branch_flows(case: Case, Yf, Yt, V):
+    """Complex power entering each branch at its from and to end, pu (nl,) each."""
+    Sf = V[case.branch.f] * np.conj(Yf @ V)
+    St = V[case.branch.t] * np.conj(Yt @ V)
+    return Sf, St
+
+
+def gen_dispatch(case: Case, Ybus, V, ref, gen_on):
+    """Generator P and Q, pu (ng,), as MATPOWER's ``pfsoln`` assigns them.
+
+    Q at a bus is shared among its generators in proportion to their Q ranges;
+    the slack bus's first generator takes the slack P.
+    """
+    gen = case.gen
+    ng = len(gen)
+    on = np.flatnonzero(gen_on)
+    gbus = gen.bus[on]
+    Sinj = V * np.conj(Ybus @ V)
+    Pg = np.where(gen_on, gen.pg, 0.0)
+    Qg = np.zeros(ng)
+    if len(on):
+        Qtot_bus = Sinj.imag + case.bus.qd  # total Q of the generators at each bus
+        count = np.bincount(gbus, minlength=case.nb)
+        qmin = gen.qmin[on].copy()
+        qmax = gen.qmax[on].copy()
+        M = np.abs(Qtot_bus[gbus]).sum() + np.abs(np.r_[qmin[np.isfinite(qmin)], qmax[np.isfinite(qmax)]]).sum()
+        M = max(M, 1.0)
+        qmin = np.where(np.isfinite(qmin), qmin, -M)
+        qmax = np.where(np.isfinite(qmax), qmax, M)
+        bus_qmin = np.bincount(gbus, qmin, minlength=case.nb)
+        bus_qmax = np.bincount(gbus, qmax, minlength=case.nb)
+        rng = bus_qmax[gbus] - bus_qmin[gbus]
+        share = np.where(rng > 0, (Qtot_bus[gbus] - bus_qmin[gbus]) / np.where(rng > 0, rng, 1.0), 0.0)
+        q = np.where(rng > 0, qmin + share * (qmax - qmin), Qtot_bus[gbus] / count[gbus])
+        Qg[on] = q
+        for r in ref:
+            at = on[gbus == r]
+            if len(at):
+                Pg[at[0]] = Sinj[r].real + case.bus.pd[r] - Pg[at[1:]].sum()
+    return Pg, Qg
+
+
+def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, worst_bus, init, backend,
+                message="", ref=None, extra=None) -> PowerFlowResult:
+    """Turn a solver's V into tables in engineering units."""
+    base = case.base_mva
+    ref = net.ref if ref is None else ref
+    on = net.energized
+    Sinj = V * np.conj(net.Ybus @ V)
+    vm = np.where(on, np.abs(V), np.nan)
+    va = np.where(on, np.rad2deg(np.angle(V)), np.nan)
+    bus = pd.DataFrame({
+        "vm_pu": vm, "va_degree": va,
+        "p_mw": np.where(on, -Sinj.real * base, np.nan), "q_mvar": np.where(on, -Sinj.imag * base, np.nan),
+    }, index=pd.Index(case.bus.number, name="bus"))
+    Sf, St = branch_flows(case, net.Yf, net.Yt, V)
+    Sf = np.where(net.branch_on, Sf, 0) * base
+    St = np.where(net.branch_on, St, 0) * base
+    rate = case.branch.rate_a * base
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loading = np.where(rate > 0, np.maximum(np.abs(Sf), np.abs(St)) / rate * 100.0, np.nan)
+    branch = pd.DataFrame({
+        "from_bus": case.bus.number[case.branch.f], "to_bus": case.bus.number[case.branch.t],
+        "p_from_mw": Sf.real, "q_from_mvar": Sf.imag, "p_to_mw": St.real, "q_to_mvar": St.imag,
+        "pl_mw": (Sf + St).real, "ql_mvar": (Sf + St).imag, "loading_percent": loading,
+        "in_service": net.branch_on,
+    })
+    branch.index.name = "branch"
+    Pg, Qg = gen_dispatch(case, net.Ybus, V, ref, net.gen_on)
+    gen = pd.DataFrame({"bus": case.bus.number[case.gen.bus], "p_mw": Pg * base, "q_mvar": Qg * base,
+                        "in_service": net.gen_on})
+    gen.index.name = "gen"
+    return PowerFlowResult(
+        case=case, converged=converged, iterations=iterations, max_mismatch_mva=max_mismatch_pu * base,
+        worst_bus=int(case.bus.number[worst_bus]), init=init, backend=backend, V=V, bus=bus, branch=branch,
+        gen=gen, dead_buses=int(sum(len(d) for d in net.dead_islands)), message=message, extra=extra or {},
+    )
+
+
+def summarize(res: PowerFlowResult) -> dict:
+    """Losses, voltage extremes, overloads and voltage violations of a result."""
+    case, bus, br = res.case, res.bus, res.branch
+    vm = bus["vm_pu"].to_numpy()
+    live = np.isfinite(vm)
+    out = {
+        "case": case.name, "buses": case.nb, "branches": case.nl, "generators": case.ng,
+        "converged": res.converged, "iterations": res.iterations, "init": res.init, "backend": res.backend,
+        "max_mismatch_mva": res.max_mismatch_mva, "worst_mismatch_bus": res.worst_bus,
+        "load_mw": float(np.where(live, case.bus.pd, 0).sum() * case.base_mva),
+        "generation_mw": float(res.gen["p_mw"].sum()),
+        "losses_mw": float(br["pl_mw"].sum()), "losses_mvar": float(br["ql_mvar"].sum()),
+        "dead_buses": res.dead_buses,
+    }
+    if live.any():
+        imin, imax = np.nanargmin(vm), np.nanargmax(vm)
+        out.update(vm_min_pu=float(vm[imin]), vm_min_bus=int(bus.index[imin]),
+                   vm_max_pu=float(vm[imax]), vm_max_bus=int(bus.index[imax]))
+    over = br["loading_percent"].to_numpy() > 100.0
+    out["overloaded_branches"] = int(np.sum(over))
+    if over.any():
+        k = int(np.nanargmax(br["loading_percent"].to_numpy()))
+        out["max_loading_percent"] = float(br["loading_percent"].iloc[k])
+        out["max_loading_branch"] = f"{int(br['from_bus'].iloc[k])}-{int(br['to_bus'].iloc[k])}"
+    low = live & (vm < case.bus.vmin - 1e-9)
+    high = live & (vm > case.bus.vmax + 1e-9)
+    out["undervoltage_buses"] = int(low.sum())
+    out["overvoltage_buses"] = int(high.sum())
+    return out
