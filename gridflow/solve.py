@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from gridflow.case import Case
+from gridflow.case import Case, check_case
 from gridflow.errors import GridflowError
 from gridflow.jacobian import jacobian_pattern
 from gridflow.linalg import make_solver
@@ -184,6 +184,7 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
         raise GridflowError(f"tol_mva must be positive, got {tol_mva}")
     if backend == "gpu":
         from gridflow.backends import gpu  # noqa: F401  (raises a clear error without CuPy)
+    check_case(case)
     prep = prepare(case, solver)
     net = prep.net
     Sbus = make_sbus(case, net)
