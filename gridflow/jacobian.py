@@ -98,7 +98,7 @@ def jacobian_pattern(Ybus, pv, pq, fmt: str = "csc") -> JacobianPattern:
                            src=src, kind=kind, fmt=fmt, gather=kind.astype(np.int64) * Ybus.nnz + src)
 
 
-def jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern: JacobianPattern, xp=np):
+def jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern: JacobianPattern, xp=np, diag=None):
     """J's data array for voltages ``V``, in ``pattern`` order.
 
     Parameters
@@ -112,20 +112,34 @@ def jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern: JacobianPattern, xp=np)
     pattern : JacobianPattern
     xp : module
         numpy or cupy.
+    diag : int array (nb,), optional
+        Position of each diagonal entry among Ybus's stored values (found if not given).
 
     Returns
     -------
     float64 (..., nnzJ)
     """
-    Vi = V[..., Yrow]
-    Vk = V[..., Ycol]
-    a = Vi * xp.conj(Ydata * Vk)
+    if diag is None:
+        diag = ybus_diagonal(Yrow, Ycol, xp)
+    a = V[..., Yrow] * xp.conj(Ydata * V[..., Ycol])  # a_p = V_i conj(Y_p V_k)
     S = V * xp.conj(Ibus)
-    Vm = xp.abs(V)
-    dVa = -1j * a
-    dVm = a / Vm[..., Ycol]
-    diag = Yrow == Ycol
-    dVa = dVa + xp.where(diag, 1j * S[..., Yrow], 0)
-    dVm = dVm + xp.where(diag, S[..., Yrow] / Vm[..., Yrow], 0)
-    stack = xp.concatenate([dVa.real, dVm.real, dVa.imag, dVm.imag], axis=-1)
-    return xp.take(stack, pattern.gather, axis=-1)
+    inv_vm = 1.0 / xp.abs(V)
+    w = inv_vm[..., Ycol]
+    stack = xp.empty(V.shape[:-1] + (4, len(Ydata)))
+    stack[..., RE_DVA, :] = a.imag  # Re(-j a)
+    stack[..., IM_DVA, :] = -a.real  # Im(-j a)
+    stack[..., RE_DVM, :] = a.real * w
+    stack[..., IM_DVM, :] = a.imag * w
+    # diagonal terms: dS/dVa += j S_i, dS/dVm += S_i / |V_i|
+    stack[..., RE_DVA, diag] -= S.imag
+    stack[..., IM_DVA, diag] += S.real
+    stack[..., RE_DVM, diag] += S.real * inv_vm
+    stack[..., IM_DVM, diag] += S.imag * inv_vm
+    flat = stack.reshape(V.shape[:-1] + (4 * len(Ydata),))
+    return xp.take(flat, pattern.gather, axis=-1)
+
+
+def ybus_diagonal(Yrow, Ycol, xp=np):
+    """Position of each bus's diagonal entry among Ybus's stored values (nb,), int64."""
+    pos = xp.flatnonzero(Yrow == Ycol)
+    return pos[xp.argsort(Yrow[pos])]

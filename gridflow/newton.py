@@ -26,6 +26,9 @@ from gridflow.linalg import SingularJacobian, make_solver, solve_checked
 
 log = logging.getLogger(__name__)
 
+#: a step is accepted when ||F||_2^2 grows at most this much; otherwise it is halved
+STEP_GROWTH = 1.0
+
 
 @dataclass(frozen=True)
 class NewtonResult:
@@ -131,9 +134,11 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
             V_n = Vm_n * np.exp(1j * Va_n)
             mis_n, Ibus_n = mismatch(Ybus, V_n, Sbus)
             F_n = _F(mis_n, pvpq, pq)
-            if np.isfinite(F_n).all() and F_n @ F_n < merit:
+            if np.isfinite(F_n).all() and F_n @ F_n < STEP_GROWTH * merit:
                 break
             alpha *= 0.5
+            if not line_search:
+                break
         if alpha < 1.0:
             log.debug("iteration %d: step scaled by %g", it, alpha)
         if not np.isfinite(F_n).all():

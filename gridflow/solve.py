@@ -26,7 +26,7 @@ import scipy.sparse.linalg as spla
 
 from gridflow.case import Case, check_case
 from gridflow.errors import GridflowError
-from gridflow.jacobian import jacobian_pattern
+from gridflow.jacobian import jacobian_pattern, ybus_diagonal
 from gridflow.linalg import make_solver
 from gridflow.network import Network, make_network, make_sbus
 from gridflow.newton import newtonpf
@@ -63,6 +63,7 @@ class Prepared:
         self._lin: dict = {}
         Y = self.net.Ybus
         self.Yrow = np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))
+        self.diag = ybus_diagonal(self.Yrow, Y.indices)
 
     def linear(self, pv, pq):
         """(pattern, linear solver) for these bus types, built once."""

@@ -142,8 +142,8 @@ def from_pandapower(net, name: str | None = None) -> Case:
             # transformer magnetizing admittance, entering as 1j * BR_B: its imaginary part is -g
             rate_a=np.nan_to_num(col(RATE_A)) * s, rate_b=np.nan_to_num(col(RATE_B)) * s,
             rate_c=np.nan_to_num(col(RATE_C)) * s, tap=tap, shift=np.deg2rad(col(SHIFT)), status=col(BR_STATUS) > 0,
-            g=col(_BR_G) - np.imag(branch[:, BR_B]), r_asym=col(_BR_R_ASYM), x_asym=col(_BR_X_ASYM), g_asym=col(_BR_G_ASYM),
-            b_asym=col(_BR_B_ASYM),
+            g=col(_BR_G) - np.imag(branch[:, BR_B]), r_asym=col(_BR_R_ASYM), x_asym=col(_BR_X_ASYM),
+            g_asym=col(_BR_G_ASYM), b_asym=col(_BR_B_ASYM),
         ),
         meta={"format": "pandapower", "pp_bus_lookup": pp_lookup,
               "pp_branch_ranges": {k: tuple(v) for k, v in lookups.get("branch", {}).items()},
