@@ -21,7 +21,7 @@ entry. The Newton system uses::
 :func:`jacobian_pattern` maps every J nonzero to its source ``(kind, p)`` once;
 :func:`jacobian_values` then fills J's data array with one gather, for one
 case or a batch (leading axes of ``V``). The GPU kernel
-``kernels/jacobian.cu`` computes the same numbers, fused.
+``kernels/power_flow.cu`` (``gridflow_jacobian``) computes the same numbers, fused.
 """
 
 from __future__ import annotations

@@ -1,0 +1,89 @@
+"""Zones: which state, zone and RTO every bus belongs to.
+
+A zone map is a CSV with a key column ``area`` (every bus of that area) or
+``bus`` (one bus), and columns ``zone``, ``state``, ``rto``. gridflow ships
+maps derived from the cases' own bus names in ``cases/zones/`` (see the
+README there), e.g. ``activsg25k``; users pass their own CSV path. Buses the
+map does not cover get the zone ``"area N"`` and empty state and RTO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gridflow.case import Case
+from gridflow.data import data_path
+from gridflow.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class ZoneMap:
+    """Per-bus labels (nb,) object arrays: zone, state, rto."""
+
+    zone: np.ndarray
+    state: np.ndarray
+    rto: np.ndarray
+    source: str
+
+    def buses_of(self, *, zone=None, state=None, area=None, case: Case | None = None) -> np.ndarray:
+        """Bus indices of a zone, a state or an area."""
+        if zone is not None:
+            m = self.zone == zone
+            what = f"zone {zone!r}"
+        elif state is not None:
+            m = self.state == state
+            what = f"state {state!r}"
+        else:
+            m = case.bus.area == area
+            what = f"area {area}"
+        if not m.any():
+            known = sorted(set(self.zone if zone is not None else self.state) - {""})
+            hint = "" if area is not None else f"; known: {', '.join(known[:12])}{'...' if len(known) > 12 else ''}"
+            raise ScenarioError(f"unknown {what} in {self.source}{hint}")
+        return np.flatnonzero(m)
+
+
+def zone_map_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix.lower() == ".csv":
+        return p
+    return data_path("cases", "zones", f"{name}.csv")
+
+
+def load_zone_map(name: str | None, case: Case) -> ZoneMap:
+    """The zone map ``name`` (a shipped map's name or a CSV path) applied to ``case``'s buses."""
+    nb = case.nb
+    zone = np.array([f"area {a}" for a in case.bus.area], dtype=object)
+    state = np.full(nb, "", dtype=object)
+    rto = np.full(nb, "", dtype=object)
+    if name is None:
+        return ZoneMap(zone, state, rto, "areas")
+    path = zone_map_path(name)
+    if not path.is_file():
+        raise ScenarioError(f"zone map {name!r}: no such file {path}")
+    try:
+        df = pd.read_csv(path, comment="#")
+    except Exception as e:
+        raise ScenarioError(f"zone map {path}: not a readable CSV ({e})") from None
+    missing = {"zone", "state", "rto"} - set(df.columns)
+    if missing:
+        raise ScenarioError(f"zone map {path}: missing column {sorted(missing)[0]!r}")
+    if "area" in df.columns:
+        key, values = "area", case.bus.area
+    elif "bus" in df.columns:
+        key, values = "bus", case.bus.number
+    else:
+        raise ScenarioError(f"zone map {path}: needs an 'area' or a 'bus' column")
+    if df[key].isna().any() or df[key].duplicated().any():
+        raise ScenarioError(f"zone map {path}: column {key!r} has empty or repeated values")
+    df = df.fillna("")
+    pos = pd.Index(df[key].astype(np.int64)).get_indexer(values)
+    hit = pos >= 0
+    zone[hit] = df["zone"].astype(str).to_numpy()[pos[hit]]
+    state[hit] = df["state"].astype(str).to_numpy()[pos[hit]]
+    rto[hit] = df["rto"].astype(str).to_numpy()[pos[hit]]
+    return ZoneMap(zone, state, rto, str(path))
