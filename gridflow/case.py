@@ -195,14 +195,32 @@ def _asdict(obj) -> dict:
 def check_case(case: Case, source: str | None = None) -> None:
     """Raise :class:`CaseError` for data no power flow can use.
 
-    Checks: non-finite numbers, duplicate bus numbers, non-positive base kV,
-    branch and generator ends out of range, zero-impedance branches, base MVA.
+    Checks: array lengths, non-finite numbers, duplicate bus numbers, bus
+    types, base kV, branch and generator ends out of range, zero-impedance
+    branches, zero tap ratios, generator voltage setpoints, base MVA and a
+    slack bus with an in-service generator.
     """
     src = source or case.name
     if not np.isfinite(case.base_mva) or case.base_mva <= 0:
         raise CaseError(f"baseMVA must be a positive number, got {case.base_mva}", source=src)
     if case.nb == 0:
         raise CaseError("the case has no buses", source=src)
+    for group_name, group in (("bus", case.bus), ("gen", case.gen), ("branch", case.branch)):
+        n = len(group)
+        for f in dataclasses.fields(group):
+            a = getattr(group, f.name)
+            if a.ndim != 1 or len(a) != n:
+                raise CaseError(f"{group_name}.{f.name} has shape {a.shape}, expected ({n},) like "
+                                f"{group_name}.{dataclasses.fields(group)[0].name}", source=src)
+    nb = case.nb
+    for group_name, group, names in (("gen", case.gen, ("bus",)), ("branch", case.branch, ("f", "t"))):
+        for f in names:
+            a = getattr(group, f)
+            bad = (a < 0) | (a >= nb)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise CaseError(f"{group_name} {i}: {f} = {int(a[i])} is not a bus position (0..{nb - 1})",
+                                source=src)
     for group_name, group in (("bus", case.bus), ("gen", case.gen), ("branch", case.branch)):
         for f in dataclasses.fields(group):
             a = getattr(group, f.name)
@@ -218,14 +236,59 @@ def check_case(case: Case, source: str | None = None) -> None:
     num, counts = np.unique(case.bus.number, return_counts=True)
     if (counts > 1).any():
         raise CaseError(f"duplicate bus number {int(num[counts > 1][0])}", source=src)
-    bad = case.bus.base_kv <= 0
+    bad = ~np.isin(case.bus.type, (PQ, PV, REF, NONE))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise CaseError(f"bus {case.bus.number[i]}: base kV must be positive, got {case.bus.base_kv[i]}", source=src)
-    zero = case.branch.status & (case.branch.r == 0) & (case.branch.x == 0)
+        raise CaseError(f"bus {int(case.bus.number[i])}: bus type {int(case.bus.type[i])} is not 1 (PQ), 2 (PV), "
+                        "3 (ref) or 4 (isolated)", source=src)
+    i, why = base_kv_problem(case.bus.base_kv)
+    if i is not None:
+        raise CaseError(f"bus {int(case.bus.number[i])}: {why}", source=src)
+    br = case.branch
+    zero = br.status & (br.r == 0) & (br.x == 0)
     if zero.any():
         i = int(np.flatnonzero(zero)[0])
         raise CaseError(f"branch {i} ({_label(case, 'branch', i)}): zero impedance (r = x = 0)", source=src)
+    bad = br.status & (br.tap <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"branch {i} ({_label(case, 'branch', i)}): tap ratio must be positive, got {br.tap[i]:g} "
+                        "(1 for lines)", source=src)
+    g = case.gen
+    bad = g.status & (g.vg <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"gen {_label(case, 'gen', i)}: voltage setpoint must be positive, got {g.vg[i]:g} pu",
+                        source=src)
+    _check_slack(case, src)
+
+
+def _check_slack(case: Case, src: str) -> None:
+    ref = np.flatnonzero(case.bus.type == REF)
+    if len(ref) == 0:
+        raise CaseError("no slack bus: no bus has type 3 (ref)", source=src)
+    g = case.gen
+    if not np.isin(ref, g.bus[g.status]).any():
+        buses = ", ".join(str(int(b)) for b in case.bus.number[ref[:5]]) + (", ..." if len(ref) > 5 else "")
+        raise CaseError(f"no slack bus: no in-service generator at the ref bus(es) {buses}", source=src)
+
+
+def base_kv_problem(base_kv: np.ndarray) -> tuple[int | None, str]:
+    """(first bad position, why) for base kV values, or (None, "").
+
+    Negative base kV is always wrong. Zero is MATPOWER's "not given" (case14,
+    case57 give no base kV at all; the power flow in per unit does not use it),
+    so a case whose base kVs are all zero is accepted; a zero among positive
+    values is an error.
+    """
+    base_kv = np.asarray(base_kv, dtype=np.float64)
+    bad = base_kv < 0
+    if not bad.any() and (base_kv > 0).any():
+        bad = base_kv == 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        return i, f"base kV must be positive, got {base_kv[i]:g}"
+    return None, ""
 
 
 def _label(case: Case, group: str, i: int) -> str:

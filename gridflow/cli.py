@@ -56,9 +56,10 @@ def main(ctx, verbose, debug):
 @click.argument("case", default=DEFAULT_CASE, required=False)
 @click.option("--init", type=click.Choice(["auto", "flat", "dc", "case"]), default="auto", show_default=True,
               help="Start voltages.")
-@click.option("--tol", "tol_mva", type=float, default=1e-8, show_default=True,
+@click.option("--tol", "tol_mva", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
               help="Converged when every |dP|, |dQ| is below this (MW / MVAr).")
-@click.option("--max-iter", type=int, default=30, show_default=True, help="Newton iterations per start.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Newton iterations per start.")
 @click.option("--q-lims", is_flag=True, help="Enforce generator reactive limits (PV -> PQ).")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
 @click.option("--solver", type=click.Choice(["auto", "klu", "superlu"]), default="auto", show_default=True,

