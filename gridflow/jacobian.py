@@ -123,7 +123,8 @@ def jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern: JacobianPattern, xp=np,
         diag = ybus_diagonal(Yrow, Ycol, xp)
     a = V[..., Yrow] * xp.conj(Ydata * V[..., Ycol])  # a_p = V_i conj(Y_p V_k)
     S = V * xp.conj(Ibus)
-    inv_vm = 1.0 / xp.abs(V)
+    vm = xp.abs(V)
+    inv_vm = xp.where(vm > 0, 1.0 / xp.where(vm > 0, vm, 1.0), 0.0)  # de-energized buses have V = 0
     w = inv_vm[..., Ycol]
     stack = xp.empty(V.shape[:-1] + (4, len(Ydata)))
     stack[..., RE_DVA, :] = a.imag  # Re(-j a)

@@ -100,7 +100,7 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
     npvpq = len(pvpq)
     if pattern is None:
         pattern = jacobian_pattern(Ybus, pv, pq)
-    if lin is None:
+    if lin is None and pattern.n:
         lin = make_solver(solver, pattern)
     Yrow = np.repeat(np.arange(Ybus.shape[0]), np.diff(Ybus.indptr))
     Ycol = Ybus.indices

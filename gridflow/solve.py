@@ -72,7 +72,8 @@ class Prepared:
             if len(self._lin) > 4:
                 self._lin.pop(next(iter(self._lin)))
             pattern = jacobian_pattern(self.net.Ybus, pv, pq)
-            self._lin[key] = (pattern, make_solver(self.solver, pattern))
+            # no unknowns (only slack buses energized): nothing to factorize
+            self._lin[key] = (pattern, make_solver(self.solver, pattern) if pattern.n else None)
         return self._lin[key]
 
 
@@ -115,6 +116,14 @@ def initial_voltage(case: Case, net: Network, init: str, Sbus=None) -> np.ndarra
     return np.where(net.energized, V, 0.0)
 
 
+def _warm_start(case: Case, net: Network, V) -> np.ndarray:
+    V = np.where(np.abs(V) > 0, V, 1.0)
+    g = net.gen_on
+    gb = case.gen.bus[g]
+    V[gb] = case.gen.vg[g] * V[gb] / np.abs(V[gb])
+    return np.where(net.energized, V, 0.0)
+
+
 def dc_angles(case: Case, net: Network, Sbus=None) -> np.ndarray:
     """Bus voltage angles of the DC power flow, radians (nb,); ref buses keep their stored angle."""
     br = case.branch
@@ -145,7 +154,8 @@ def dc_angles(case: Case, net: Network, Sbus=None) -> np.ndarray:
 
 
 def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: float = 1e-8, max_iter: int = 30,
-          enforce_q_lims: bool = False, solver: str = "auto", line_search: bool = True) -> PowerFlowResult:
+          enforce_q_lims: bool = False, solver: str = "auto", line_search: bool = True,
+          V0=None) -> PowerFlowResult:
     """Solve the AC power flow of ``case`` by Newton–Raphson.
 
     Parameters
@@ -170,6 +180,9 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
         CPU sparse LU.
     line_search : bool
         Backtracking step control (see :mod:`gridflow.newton`).
+    V0 : complex array (nb,), optional
+        A warm start (e.g. the solution of a nearby case), tried before ``init``'s starts;
+        generator buses still take their setpoints.
 
     Returns
     -------
@@ -183,6 +196,8 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
         raise GridflowError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
     if not (tol_mva > 0):
         raise GridflowError(f"tol_mva must be positive, got {tol_mva}")
+    if max_iter < 1:
+        raise GridflowError(f"max_iter must be at least 1, got {max_iter}")
     if backend == "gpu":
         from gridflow.backends import gpu  # noqa: F401  (raises a clear error without CuPy)
     check_case(case)
@@ -191,10 +206,16 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
     Sbus = make_sbus(case, net)
     tol = tol_mva / case.base_mva
     starts = AUTO_SEQUENCE if init == "auto" else (init,)
+    if V0 is not None:
+        V0 = np.asarray(V0, dtype=complex)
+        if V0.shape != (case.nb,) or not np.isfinite(V0).all():
+            raise GridflowError(f"V0 must be {case.nb} finite complex voltages")
+        starts = ("warm",) + starts
+    warm = V0
     total_it = 0
     best = None
     for start in starts:
-        V0 = initial_voltage(case, net, start, Sbus)
+        V0 = _warm_start(case, net, warm) if start == "warm" else initial_voltage(case, net, start, Sbus)
         pattern, lin = prep.linear(net.pv, net.pq)
         r = newtonpf(net.Ybus, Sbus, V0, net.ref, net.pv, net.pq, tol=tol, max_iter=max_iter,
                      line_search=line_search, pattern=pattern, lin=lin)

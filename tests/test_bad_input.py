@@ -454,16 +454,13 @@ def test_cli_reports_non_convergence(tmp_path, case9_text):
     assert_one_line_error(r, code=3)
 
 
-# --- known gaps outside the reader (see the report) -----------------------------------------------------------------
+# --- solver options and degenerate networks ------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="solve() accepts max_iter <= 0 and reports non-convergence instead of a GridflowError")
 def test_solve_rejects_non_positive_max_iter(case9):
     with pytest.raises(GridflowError, match="max_iter"):
         gridflow.solve(case9, max_iter=0)
 
 
-@pytest.mark.xfail(reason="a network whose only energized bus is the slack has no unknowns; KLU cannot analyse "
-                          "the empty Jacobian (SingularJacobian, exit 3)")
 def test_only_slack_bus_energized(case9):
     res = gridflow.solve(case9.replace(branch={"status": np.zeros(case9.nl, bool)}))
     assert res.converged and res.dead_buses == 8

@@ -168,7 +168,7 @@ def _parse_fields(text: str, src: str, var: str = "mpc") -> dict:
             body = rest[1:]
             lineno = start
             while True:
-                end = body.find(close)
+                end = body.find(close) if close == "]" else _find_unquoted(body, close)
                 if end >= 0:
                     rows.append((lineno, body[:end]))
                     break
@@ -193,6 +193,17 @@ def _parse_fields(text: str, src: str, var: str = "mpc") -> dict:
 def _strip_comment(line: str) -> str:
     k = line.find("%")
     return line if k < 0 else line[:k]
+
+
+def _find_unquoted(text: str, ch: str) -> int:
+    """Index of the first ``ch`` outside single-quoted strings, or -1."""
+    quoted = False
+    for k, c in enumerate(text):
+        if c == "'":
+            quoted = not quoted
+        elif c == ch and not quoted:
+            return k
+    return -1
 
 
 def _strip_cell_comment(line: str) -> str:

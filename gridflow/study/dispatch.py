@@ -56,24 +56,26 @@ def dispatch(case: Case, target_mw: float, base_pg_mw: np.ndarray | None = None)
     return Dispatch(pg_mw=pg, unmet_mw=float(unmet))
 
 
-def solve_dispatched(case: Case, *, base_pg_mw=None, tol_mw: float = 1.0, rounds: int = 4,
-                     **solve_options) -> tuple[PowerFlowResult, Case, Dispatch]:
-    """Dispatch for the case's load plus losses, solve, and repeat until the slack buses' P
-    is within ``tol_mw`` of their dispatch.
+def solve_dispatched(case: Case, *, base_pg_mw=None, losses_mw: float | None = None, tol_mw: float = 5.0,
+                     rounds: int = 3, V0=None, **solve_options) -> tuple[PowerFlowResult, Case, Dispatch]:
+    """Dispatch for the case's load plus losses, solve, and repeat until the generators' total
+    is within ``tol_mw`` of the dispatch (the slack buses carry the difference).
 
-    Returns the last result, the dispatched case and the dispatch.
+    ``losses_mw`` is the first guess of the losses (default 2 % of the load); ``V0`` a warm
+    start. Returns the last result, the dispatched case and the dispatch.
     """
     load = case.bus.pd.sum() * case.base_mva
-    losses = 0.02 * load  # first guess; the AC solution replaces it
+    losses = 0.02 * load if losses_mw is None else losses_mw
     base_pg = case.gen.pg * case.base_mva if base_pg_mw is None else base_pg_mw
     res = None
     d = None
     for _ in range(rounds):
         d = dispatch(case, load + losses, base_pg)
         dispatched = case.replace(gen={"pg": d.pg_mw / case.base_mva})
-        res = solve(dispatched, **solve_options)
+        res = solve(dispatched, V0=V0, **solve_options)
         if not res.converged:
             break
+        V0 = res.V
         gen_total = res.gen["p_mw"].sum()
         mismatch = gen_total - d.pg_mw.sum()
         losses = gen_total - load
