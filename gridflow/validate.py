@@ -178,8 +178,9 @@ def _vs_pypower(case: Case, init, peer_init, tols) -> Validation:
     res = solve(case, init=init)
     v = Validation(case=case.name, peer="pypower", peer_converged=False, gridflow_converged=res.converged, **tols)
     ppc = to_ppc(case)
-    if peer_init == "flat":
-        ppc["bus"][:, 7], ppc["bus"][:, 8] = 1.0, 0.0
+    if peer_init == "flat":  # |V| = 1 and angle 0 except at slack buses, which keep the reference angle
+        ppc["bus"][:, 7] = 1.0
+        ppc["bus"][ppc["bus"][:, 1] != 3, 8] = 0.0
     opt = ppoption(VERBOSE=0, OUT_ALL=0, PF_TOL=1e-10, PF_MAX_IT=50)
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
         warnings.simplefilter("ignore")
