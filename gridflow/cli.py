@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from gridflow.errors import GridflowError
+from gridflow.study.command import study as study_command
 
 DEFAULT_CASE = "case_ACTIVSg25k"
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT, EXIT_NOCONV = 0, 1, 2, 3
@@ -163,3 +164,6 @@ def cases(counts):
         for n in names[source]:
             nb = count_buses(n, source) if counts else None
             click.echo(f"  {n:24s} {'' if nb is None else f'{nb:>7d} buses'}")
+
+
+main.add_command(study_command)

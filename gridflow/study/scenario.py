@@ -67,7 +67,8 @@ class StudyOptions:
     steps_mw: tuple[float, ...] = ()
     zone_ratio: dict = field(default_factory=dict)
     voltage_tolerance_pu: float = 0.005  # a bus is a new voltage violation beyond limits by more than this
-    loading_tolerance_percent: float = 0.5  # a branch is worsened when its loading grows by more than this
+    loading_tolerance_percent: float = 1.0  # overload: loading above 100 % (or the base loading) by more than this
+    feeder_mw: float = 50.0  # rotation blocks: each load bus's firm load in feeders of this size
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def _study(s: dict, src: str) -> StudyOptions:
         interval_minutes=int(interval), hours=hours, critical_buses=tuple(crit), max_hours_dark=cap,
         steps_mw=steps, zone_ratio=ratio,
         voltage_tolerance_pu=_number(s.get("voltage_tolerance_pu", 0.005), src, "voltage_tolerance_pu", lo=0),
-        loading_tolerance_percent=_number(s.get("loading_tolerance_percent", 0.5), src,
+        loading_tolerance_percent=_number(s.get("loading_tolerance_percent", 1.0), src,
                                           "loading_tolerance_percent", lo=0),
+        feeder_mw=_number(s.get("feeder_mw", 50.0), src, "feeder_mw", lo=0, lo_open=True),
     )

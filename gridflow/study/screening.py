@@ -3,9 +3,10 @@
 Real cases are not clean (ACTIVSg25k has two branches over rating A before
 any datacenter is added), so violations are judged against the base case:
 
-* a branch is *newly overloaded* when it is over its rating now and was not in
-  the base case; a pre-existing overload is *worsened* when its loading grew
-  by more than ``loading_tol`` percentage points;
+* a branch is *newly overloaded* when it is over its rating by more than
+  ``loading_tol`` percentage points now and was not over it in the base case; a
+  pre-existing overload is *worsened* when its loading grew by more than
+  ``loading_tol`` points;
 * a bus has a *new voltage violation* when it is outside [Vmin, Vmax] by more
   than ``v_tol`` pu and was not outside in the base case (or is now further out
   by more than ``v_tol``).
@@ -89,14 +90,14 @@ def baseline(case: Case, res: PowerFlowResult, rating: str = "A") -> Baseline:
 
 
 def screen(case: Case, res: PowerFlowResult, base: Baseline, *, v_tol: float = 0.005,
-           loading_tol: float = 0.5) -> Screen:
+           loading_tol: float = 1.0) -> Screen:
     """Compare ``res`` with the base case."""
     if not res.converged:
         empty = np.zeros(0, np.int64)
         return Screen(False, empty, empty, empty, np.nan, np.nan)
     load = np.nan_to_num(branch_loading(case, res, base.rating))
     was = np.nan_to_num(base.loading)
-    new_over = np.flatnonzero((load > 100.0) & (was <= 100.0))
+    new_over = np.flatnonzero((load > 100.0 + loading_tol) & (was <= 100.0))
     worse = np.flatnonzero((was > 100.0) & (load > was + loading_tol))
     ex = np.nan_to_num(voltage_excess(case, res))
     new_v = np.flatnonzero(ex > np.nan_to_num(base.v_excess) + v_tol)
