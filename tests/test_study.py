@@ -26,6 +26,14 @@ SMALL = {"case": {"source": "case_ACTIVSg2000", "zones": "activsg2000"},
          "study": {"policy": "pro-rata", "reserve_mw": 1000, "interval_minutes": 60, "hours": 4, "max_hours_dark": 2}}
 
 
+# a capacity shortfall the network can deliver: 4 x 250 MW of datacenters and a 15 GW reserve (3.6 GW short)
+CAPACITY = {"case": {"source": "case_ACTIVSg2000", "zones": "activsg2000"},
+            "datacenter": [{"name": z, "zone": z, "mw": 250, "flexible_share": 0.1}
+                           for z in ("North Central", "Coast", "South Central", "South")],
+            "study": {"policy": "pro-rata", "reserve_mw": 15000, "interval_minutes": 60, "hours": 4,
+                      "max_hours_dark": 2}}
+
+
 @pytest.fixture(scope="module")
 def case2000():
     return gridflow.load_case("case_ACTIVSg2000")
@@ -180,24 +188,60 @@ def test_large_load_first_sheds_datacenters_before_firm_load(small_study):
         assert a.p_flex_mw.sum() == pytest.approx(0.3 * dc_total, rel=1e-6)
 
 
-def test_rotation_cap_and_fairness(small_study):
-    st = small_study["pro-rata"].steps[0]
-    if len(st.block_stats) == 0:
-        pytest.skip("no firm shed in this allocation")
+@pytest.fixture(scope="module")
+def capacity_study():
+    return {p: run_study(scenario_from_dict({**CAPACITY, "study": {**CAPACITY["study"], "policy": p}}))
+            for p in ("pro-rata", "large-load-first", "network")}
+
+
+@pytest.mark.parametrize("policy", ["pro-rata", "large-load-first", "network"])
+def test_capacity_shortfall_rotating_blackouts(capacity_study, policy):
+    st = capacity_study[policy].steps[0]
+    assert st.pre.clean and st.shortfall_mw > 3000
+    assert st.verified, st.notes
+    a = st.allocation
+    assert a.total_mw == pytest.approx(st.shortfall_mw, rel=1e-9)
+    assert a.p_firm_mw.sum() > 0
+    # every zone's firm obligation is met in every interval by its dark feeders
+    firm = st.shed_by_bus[st.shed_by_bus["kind"] == "firm"].copy()
+    zone_of = pd.Series(capacity_study[policy].zone_map.zone, index=capacity_study[policy].case.bus.number)
+    firm["zone"] = zone_of.reindex(firm["bus"]).to_numpy()
+    got = firm.groupby(["interval", "zone"])["p_shed_mw"].sum()
+    need = pd.Series(a.p_firm_mw).groupby(capacity_study[policy].zone_map.zone).sum()
+    for t in range(4):
+        for z, mw in need[need > 1e-6].items():
+            assert got.get((t, z), 0.0) >= mw - 1e-6
+    # rotation: cap of 2 hours in a row, fairness within a zone (dark intervals differ by at most one)
     assert st.block_stats["longest_outage_hours"].max() <= 2.0 + 1e-9
     per_zone = st.block_stats.groupby("zone")["intervals_dark"]
     assert ((per_zone.max() - per_zone.min()) <= 1).all()
 
 
-def test_independent_check_in_pypower(small_study):
-    """Apply the network policy's served demand and dispatch of interval 0 to the case in PYPOWER:
+def test_pro_rata_shares_follow_zone_load(capacity_study):
+    study = capacity_study["pro-rata"]
+    st = study.steps[0]
+    z = st.zones.set_index("zone")
+    demand = z["load_mw"] + z["datacenter_mw"]
+    frac = z["shed_mw"] / demand
+    np.testing.assert_allclose(frac.to_numpy(), frac.iloc[0], rtol=1e-9)
+    assert frac.iloc[0] * demand.sum() == pytest.approx(st.shortfall_mw, rel=1e-9)
+
+
+def test_large_load_first_takes_datacenters_first(capacity_study):
+    a = capacity_study["large-load-first"].steps[0].allocation
+    assert a.p_flex_mw.sum() == pytest.approx(100.0) and a.p_backup_mw.sum() == pytest.approx(900.0)
+    assert a.p_firm_mw.sum() == pytest.approx(a.total_mw - 1000.0)
+
+
+def test_independent_check_in_pypower(capacity_study):
+    """Apply the pro-rata allocation's served demand and dispatch of interval 0 to the case in PYPOWER:
     it converges and no branch that was within its rating in the base case exceeds it (+1 % tolerance)."""
     from pypower.ppoption import ppoption
     from pypower.runpf import runpf
 
     from gridflow.validate import to_ppc
 
-    study = small_study["network"]
+    study = capacity_study["pro-rata"]  # with rolling blackouts in interval 0
     case, st = study.case, study.steps[0]
     demand = st.bus_demand[st.bus_demand["interval"] == 0].set_index("bus")
     pd_mw = demand["p_mw"].reindex(case.bus.number).fillna(0.0).to_numpy()

@@ -4,22 +4,29 @@ For every step (a total datacenter MW):
 
 1. **Place** the datacenter load (:mod:`.datacenters`) and **dispatch** the
    generators by headroom (:mod:`.dispatch`); solve the AC power flow.
-2. **Adequacy**: shortfall = load + losses + reserve - online capacity. A
-   positive shortfall is a *system* obligation, shared by the policy over all
-   zones.
+2. **Adequacy**: shortfall = load + losses + reserve - online capacity.
 3. **Collapse**: if the power flow does not solve, bisect on the datacenter
    MW for the largest that still solves: the *hosting limit*. The datacenter
-   MW above it is a *local* obligation of the datacenters' zones.
-4. **Network**: overloads and voltage violations that are new against the
-   base case (:mod:`.screening`) need shed near them. ``pro-rata`` and
-   ``large-load-first`` share that local obligation inside the datacenters'
-   zones by their own rule, and the MW is found by bisection on AC solves;
-   ``network`` finds it with a linear program over DC flow sensitivities
-   (HiGHS), re-linearized around each new AC solution until it is clean.
-5. **Rotation**: each zone's firm obligation becomes rolling blackouts of
-   blocks (its load buses); datacenter curtailment and backup generation last
-   the whole study.
-6. **Verification**: every interval's pattern of dark blocks is solved in AC
+   MW above it cannot be served.
+4. **Deliverability** (``pro-rata``, ``large-load-first``): overloads and
+   voltage violations that are new against the base case (:mod:`.screening`)
+   mean the network cannot carry the new load to where it is. What it cannot
+   carry is not served, whatever the policy: the relief comes from the
+   datacenters behind it (flexible share first, then backup generation), then
+   from firm load in their zones; the MW is the least that gives a clean AC
+   solution, found by bisection on AC solves. (Shedding firm load in other
+   states does not relieve a local import limit, and shedding it in
+   proportion inside the zone does not either on ACTIVSg25k: the zone's own
+   generation then overloads its export lines.)
+5. **Capacity**: the shortfall left after that is shared by the policy over
+   all zones (pro-rata by ratio table; large-load-first: remaining datacenter
+   load first). ``network`` instead solves one linear program for the
+   shortfall and the flow limits over DC flow sensitivities (HiGHS), cheapest
+   shed anywhere, re-linearized around each new AC solution until it is clean.
+6. **Rotation**: each zone's firm obligation becomes rolling blackouts of
+   blocks (feeders of its load buses); datacenter curtailment and backup
+   generation last the whole study.
+7. **Verification**: every interval's pattern of dark blocks is solved in AC
    with the generators re-dispatched; the allocation is *verified* only if
    every interval converges with nothing new over its limits.
 """
@@ -233,16 +240,8 @@ def _run_step(scenario: Scenario, case: Case, zones: ZoneMap, base: Baseline, cr
     losses = float(res0.summary()["losses_mw"]) if res0.converged else 0.025 * load_mw
     shortfall = load_mw + losses + opts.reserve_mw - capacity
     drivers = []
-    a = _empty(nb, policy, max(shortfall, 0.0))
     if shortfall > 0:
         drivers.append("capacity")
-        if policy == "network":
-            a = alloc.allocate_network(_problem(loads, zones, crit_mask, shortfall), H=np.zeros((0, nb)),
-                                       flow0_mw=np.zeros(0), limit_mw=np.zeros(0))
-        else:
-            a = _policy_fn(policy)(_problem(loads, zones, crit_mask, shortfall, ratio=opts.zone_ratio or None))
-        if a.unmet_mw > 1e-6:
-            notes.append(f"{a.unmet_mw:.0f} MW of the capacity shortfall cannot be shed (critical load)")
 
     # 3. collapse: hosting limit of the datacenters
     hosting = None
@@ -251,18 +250,39 @@ def _run_step(scenario: Scenario, case: Case, zones: ZoneMap, base: Baseline, cr
         hosting = _hosting_limit(case, loads, dcl, solvable_mw)
         notes.append(f"the datacenters' hosting limit is {hosting:.0f} MW (voltage collapse above it)")
 
-    # 4. network: local shed until the AC solution is clean
     if policy == "network":
+        # 4'. one linear program for the shortfall and the network, re-linearized until clean
+        a = _empty(nb, policy, max(shortfall, 0.0))
+        if shortfall > 0:
+            a = alloc.allocate_network(_problem(loads, zones, crit_mask, shortfall), H=np.zeros((0, nb)),
+                                       flow0_mw=np.zeros(0), limit_mw=np.zeros(0))
         a, res, extra = _network_rounds(case, loads, zones, crit_mask, base, a, local, dcl, hosting, scr)
         drivers += extra
     else:
-        a, res, extra = _local_bisection(case, loads, zones, crit_mask, base, a, local, policy, scr, hosting)
-        drivers += extra
+        # 4. deliverability: what the network cannot carry to the new load is not served; the relief
+        # comes from the datacenters behind it (flexible share, then backup), then from firm load there
+        a, res, extra = _local_bisection(case, loads, zones, crit_mask, base, _empty(nb, policy), local,
+                                         "large-load-first", scr, hosting)
+        drivers = [d for d in drivers if d != "capacity"] + extra
+        # 5. adequacy of what is left: the capacity shortfall, shared by the policy over all zones
+        losses_left = float(res.summary()["losses_mw"]) if res is not None and res.converged else losses
+        left = load_mw - a.total_mw + losses_left + opts.reserve_mw - capacity
+        if shortfall > 0:
+            notes.append(f"capacity shortfall {shortfall:,.0f} MW before shed, {max(left, 0):,.0f} MW once the "
+                         "load the network cannot deliver is off")
+        if left > 0:
+            drivers.insert(0, "capacity")
+            cap = _policy_fn(policy)(_problem(_remaining(loads, a), zones, crit_mask, left,
+                                              ratio=opts.zone_ratio or None))
+            if cap.unmet_mw > 1e-6:
+                notes.append(f"{cap.unmet_mw:.0f} MW of the capacity shortfall cannot be shed (critical load)")
+            a = _add(a, cap, "capacity")
+            res, _, _ = _solve(_served_case(case, loads, a), search=True)
     if res is not None and not screen(case, res, base, **scr).clean:
         notes.append("the allocation leaves problems in the AC solution: " + screen(case, res, base, **scr).describe())
     driver = "+".join(dict.fromkeys(drivers)) or "none"
 
-    # 5. rotation of each zone's firm obligation
+    # 6. rotation of each zone's firm obligation
     T = int(round(opts.hours * 60 / opts.interval_minutes))
     firm_by_zone = pd.Series(a.p_firm_mw).groupby(zones.zone).sum()
     firm_by_zone = firm_by_zone[firm_by_zone > 1e-6]
@@ -279,7 +299,7 @@ def _run_step(scenario: Scenario, case: Case, zones: ZoneMap, base: Baseline, cr
         zone_stats = pd.DataFrame(columns=["zone", "obligation_mw_max", "shed_mw_max", "blocks", "hours_dark_max",
                                            "oe417"])
 
-    # 6. AC verification of every interval
+    # 7. AC verification of every interval
     intervals, rows_shed, rows_demand, rows_gen = [], [], [], []
     bus_of_block = blocks.set_index("block")["bus_index"] if len(blocks) else pd.Series(dtype=np.int64)
     mw_of_block = blocks.set_index("block")["mw"] if len(blocks) else pd.Series(dtype=float)
