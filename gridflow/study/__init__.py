@@ -1,0 +1,1 @@
+"""Study building blocks: scenarios, zones, datacenters, dispatch, screening, shed allocation and rotation."""
