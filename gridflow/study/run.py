@@ -251,13 +251,31 @@ def _run_step(scenario: Scenario, case: Case, zones: ZoneMap, base: Baseline, cr
         notes.append(f"the datacenters' hosting limit is {hosting:.0f} MW (voltage collapse above it)")
 
     if policy == "network":
-        # 4'. one linear program for the shortfall and the network, re-linearized until clean
+        # 4'. one linear program for the shortfall and the network, re-linearized until clean; far from
+        # the limits the DC sensitivities can mislead, and if the rounds end unclean the deliverability
+        # route of the other policies is taken (with the shortfall left covered by the LP)
         a = _empty(nb, policy, max(shortfall, 0.0))
         if shortfall > 0:
             a = alloc.allocate_network(_problem(loads, zones, crit_mask, shortfall), H=np.zeros((0, nb)),
                                        flow0_mw=np.zeros(0), limit_mw=np.zeros(0))
         a, res, extra = _network_rounds(case, loads, zones, crit_mask, base, a, local, dcl, hosting, scr)
         drivers += extra
+        if res is None or not screen(case, res, base, **scr).clean:
+            b, res_b, extra_b = _local_bisection(case, loads, zones, crit_mask, base, _empty(nb, policy), local,
+                                                 "large-load-first", scr, hosting)
+            losses_b = float(res_b.summary()["losses_mw"]) if res_b is not None and res_b.converged else losses
+            left = load_mw - b.total_mw + losses_b + opts.reserve_mw - capacity
+            if left > 0:
+                b = _add(b, alloc.allocate_network(_problem(_remaining(loads, b), zones, crit_mask, left),
+                                                   H=np.zeros((0, nb)), flow0_mw=np.zeros(0),
+                                                   limit_mw=np.zeros(0)), "capacity")
+                res_b, _, _ = _solve(_served_case(case, loads, b), search=True)
+            clean_b = res_b is not None and screen(case, res_b, base, **scr).clean
+            if clean_b:
+                a, res = b, res_b
+                drivers += extra_b
+                notes.append("network policy: the linear program did not reach a clean AC solution; the "
+                             "datacenters behind the limits were curtailed instead")
     else:
         # 4. deliverability: what the network cannot carry to the new load is not served; the relief
         # comes from the datacenters behind it (flexible share, then backup), then from firm load there
@@ -492,21 +510,20 @@ def _network_rounds(case, loads, zones, crit_mask, base, a, local, dcl, hosting,
         H = shed_sensitivity(dispatched, monitored)
         br = res.branch
         flow0 = br["p_from_mw"].to_numpy()[monitored]
-        q = np.maximum(np.abs(br["q_from_mvar"].to_numpy()), np.abs(br["q_to_mvar"].to_numpy()))[monitored]
         rate = {"A": case.branch.rate_a, "B": case.branch.rate_b, "C": case.branch.rate_c}[base.rating]
         rate = rate[monitored] * case.base_mva
         was = np.nan_to_num(base.loading[monitored])
         # allowed MVA: the rating, or the base loading for pre-existing overloads; P limit from S and Q
         smax = np.where(was > 100.0, rate * was / 100.0, rate) * 0.995
-        limit = np.sqrt(np.maximum(smax ** 2 - q ** 2, (0.2 * smax) ** 2))
+        limit = smax  # P limit: the MVA rating (Q is mostly local; the AC check catches the rest)
         step = alloc.allocate_network(_problem(_remaining(loads, a), zones, crit_mask, 0.0), H=H, flow0_mw=flow0,
                                       limit_mw=limit)
+        log.info("network round: %d monitored branches, shed %.0f MW (flexible %.0f, backup %.0f, firm %.0f), "
+                 "violation left %.1f MW", len(monitored), step.total_mw, step.p_flex_mw.sum(),
+                 step.p_backup_mw.sum(), step.p_firm_mw.sum(), step.max_violation_mw)
         if step.total_mw <= 1e-6:
             break
         a = _add(a, step, a.driver)
-    if res is None or not screen(case, res, base, **scr).clean:
-        a, res, more = _local_bisection(case, loads, zones, crit_mask, base, a, local, "large-load-first", scr,
-                                        None)
-        drivers += more
     return a, res, drivers
+
 
