@@ -124,14 +124,24 @@ def _plots(study: StudyResult, out: Path) -> list[Path]:
                    key=lambda z: -max(st.zones.set_index("zone")["shed_mw"].get(z, 0) for st in steps))[:12]
     fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / max(len(steps), 1)
+    kinds = (("shed_flexible_mw", "datacenters: flexible", "#4c9be8"), ("shed_backup_mw", "datacenters: to backup",
+                                                                        "#f5a742"),
+             ("shed_firm_mw", "firm load (rolling blackouts)", "#d62728"))
     for k, st in enumerate(steps):
-        vals = st.zones.set_index("zone")["shed_mw"].reindex(zones).fillna(0.0)
-        ax.bar(np.arange(len(zones)) + k * width, vals.to_numpy(), width, label=f"{st.datacenter_mw / 1000:g} GW")
+        z = st.zones.set_index("zone").reindex(zones).fillna(0.0)
+        x = np.arange(len(zones)) + k * width
+        bottom = np.zeros(len(zones))
+        for col, label, color in kinds:
+            ax.bar(x, z[col].to_numpy(), width * 0.95, bottom=bottom, color=color, label=label if k == 0 else None)
+            bottom += z[col].to_numpy()
+        for xi, b in zip(x, bottom, strict=True):
+            if b > 0:
+                ax.text(xi, b, f"{st.datacenter_mw / 1000:g} GW", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(np.arange(len(zones)) + 0.4 - width / 2, zones, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("load shed, MW")
-    ax.set_title(f"{study.case.name}: load shed by zone ({study.scenario.study.policy})")
-    if steps:
-        ax.legend(title="datacenters")
+    ax.set_title(f"{study.case.name}: load shed by zone and kind, per datacenter step ({study.scenario.study.policy})")
+    if steps and zones:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     files.append(_save(fig, out / "shed_by_zone.png"))
     # hours dark per block, last step with rotation
