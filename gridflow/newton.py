@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.jacobian import jacobian_pattern, jacobian_values
+from gridflow.jacobian import jacobian_pattern, jacobian_values, ybus_diagonal
 from gridflow.linalg import SingularJacobian, make_solver, solve_checked
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ def mismatch(Ybus, V, Sbus):
 
 def _F(mis, pvpq, pq):
     return np.r_[mis[pvpq].real, mis[pq].imag]
+
+
+def _sumsq(F) -> float:
+    """||F||_2^2 without BLAS (a threaded ddot stalls when another process holds a core)."""
+    return float(np.sum(F * F))
 
 
 def _worst(mis, pvpq, pq):
@@ -105,6 +110,7 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
     Yrow = np.repeat(np.arange(Ybus.shape[0]), np.diff(Ybus.indptr))
     Ycol = Ybus.indices
     Ydata = Ybus.data
+    diag = ybus_diagonal(Yrow, Ycol)
 
     V = np.array(V0, dtype=complex)
     Va, Vm = np.angle(V), np.abs(V)
@@ -118,13 +124,13 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
             reason = f"no convergence in {max_iter} iterations"
             break
         it += 1
-        data = jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern)
+        data = jacobian_values(V, Ibus, Ydata, Yrow, Ycol, pattern, diag=diag)
         try:
             dx = -solve_checked(lin.factorize(data), F)
         except SingularJacobian as e:
             reason = str(e)
             break
-        merit = F @ F
+        merit = _sumsq(F)
         alpha = 1.0
         for _ in range(9 if line_search else 1):
             Va_n = Va.copy()
@@ -134,7 +140,7 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
             V_n = Vm_n * np.exp(1j * Va_n)
             mis_n, Ibus_n = mismatch(Ybus, V_n, Sbus)
             F_n = _F(mis_n, pvpq, pq)
-            if np.isfinite(F_n).all() and F_n @ F_n < STEP_GROWTH * merit:
+            if np.isfinite(F_n).all() and _sumsq(F_n) < STEP_GROWTH * merit:
                 break
             alpha *= 0.5
             if not line_search:

@@ -74,16 +74,21 @@ def from_pandapower(net, name: str | None = None) -> Case:
     from pandapower.pd2ppc import _pd2ppc
 
     net = copy.deepcopy(net)
+    if len(net.load) and any(c in net.load and (net.load[c].fillna(0) != 0).any()
+                             for c in ("const_z_percent", "const_i_percent", "const_z_p_percent", "const_i_p_percent",
+                                       "const_z_q_percent", "const_i_q_percent")):
+        raise CaseError("voltage-dependent loads (const_z/const_i percent) are not supported", source=name or "net")
     name = name or (net.name if isinstance(getattr(net, "name", None), str) and net.name else "pandapower net")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # the options runpp uses by default; the full ppc (before out-of-service elements
-            # are dropped) keeps pandapower's bus lookup valid
+            # the options runpp uses by default (voltage-dependent loads are refused above, so
+            # voltage_depend_loads=False builds the same bus table without pandapower's slow per-bus
+            # loop); the full ppc (before out-of-service elements are dropped) keeps the bus lookup valid
             net["_options"] = {}
             _add_ppc_options(net, calculate_voltage_angles=True, trafo_model="t", check_connectivity=True,
                              mode="pf", switch_rx_ratio=2, init_vm_pu="flat", init_va_degree="flat",
-                             enforce_q_lims=False, enforce_p_lims=False, recycle=None, voltage_depend_loads=True)
+                             enforce_q_lims=False, enforce_p_lims=False, recycle=None, voltage_depend_loads=False)
             ppc, _ = _pd2ppc(net)
     except Exception as e:  # pandapower raises many kinds; report one line
         raise CaseError(f"pandapower could not convert the net: {type(e).__name__}: {e}", source=name) from None
