@@ -18,7 +18,9 @@ def data_path(folder: str, *parts: str) -> Path:
     if local.exists():
         return local
     try:
-        res = importlib.resources.files(f"gridflow.{folder}").joinpath(*parts)
-        return Path(str(res))
+        res = importlib.resources.files(f"gridflow.{folder}")
     except ModuleNotFoundError:
         return local
+    for part in parts:  # one part at a time: a namespace package's MultiplexedPath takes one
+        res = res.joinpath(part)
+    return Path(str(res))
