@@ -162,8 +162,8 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
     ----------
     case : Case
     backend : {"auto", "cpu", "gpu"}
-        Single cases run on the CPU under "auto" (a GPU wins on batches; see
-        :func:`gridflow.solve_batch`).
+        Single cases run on the CPU ("gpu" is refused with a pointer to
+        :func:`gridflow.solve_batch`, where a GPU wins).
     init : {"auto", "flat", "dc", "case"}
         Start. "auto" tries the case's stored voltages, then the DC power
         flow, then a flat start, each with a line-searched Newton, and stops at
@@ -199,7 +199,8 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
     if max_iter < 1:
         raise GridflowError(f"max_iter must be at least 1, got {max_iter}")
     if backend == "gpu":
-        from gridflow.backends import gpu  # noqa: F401  (raises a clear error without CuPy)
+        raise GridflowError("single-case solves run on the CPU (a GPU wins on batches): use "
+                            "gridflow.solve_batch(case, ..., backend='gpu')")
     check_case(case)
     prep = prepare(case, solver)
     net = prep.net

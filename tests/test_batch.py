@@ -73,3 +73,9 @@ def test_bad_batch_input(kwargs, msg):
     c = gridflow.load_case("case9.m")
     with pytest.raises(GridflowError, match=msg):
         solve_batch(c, **kwargs)
+
+
+def test_single_solve_on_gpu_is_refused_clearly():
+    c = gridflow.load_case("case9.m")
+    with pytest.raises(GridflowError, match="solve_batch"):
+        gridflow.solve(c, backend="gpu")
