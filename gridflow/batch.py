@@ -41,7 +41,7 @@ from gridflow.errors import GridflowError
 from gridflow.jacobian import jacobian_values
 from gridflow.linalg import SingularJacobian, make_solver
 from gridflow.network import make_sbus
-from gridflow.results import branch_flows
+from gridflow.results import branch_flows, loading_percent
 from gridflow.solve import prepare, solve
 
 log = logging.getLogger(__name__)
@@ -203,10 +203,8 @@ def _branch_batch(case, net, V):
         Sf[t], St[t] = branch_flows(case, net.Yf, net.Yt, V[t])
     Sf = np.where(net.branch_on, Sf, 0) * base
     St = np.where(net.branch_on, St, 0) * base
-    rate = case.branch.rate_a * base
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loading = np.where(rate > 0, np.maximum(np.abs(Sf), np.abs(St)) / rate * 100.0, np.nan)
-    return dict(loading_percent=loading, p_from_mw=Sf.real, q_from_mvar=Sf.imag, p_to_mw=St.real, q_to_mvar=St.imag)
+    return dict(loading_percent=loading_percent(case, Sf, St), p_from_mw=Sf.real, q_from_mvar=Sf.imag,
+                p_to_mw=St.real, q_to_mvar=St.imag)
 
 
 def mismatch_batch(Ybus, V, Sbus):

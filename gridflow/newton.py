@@ -26,8 +26,10 @@ from gridflow.linalg import SingularJacobian, make_solver, solve_checked
 
 log = logging.getLogger(__name__)
 
-#: a step is accepted when ||F||_2^2 grows at most this much; otherwise it is halved
+#: a step is accepted when ||F||_2^2 grows at most this much; otherwise it is halved, at most
+#: LINE_SEARCH_STEPS - 1 times (the last trial is taken whatever it gives)
 STEP_GROWTH = 1.0
+LINE_SEARCH_STEPS = 9
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
             break
         merit = _sumsq(F)
         alpha = 1.0
-        for _ in range(9 if line_search else 1):
+        trials = LINE_SEARCH_STEPS if line_search else 1
+        for trial in range(trials):
             Va_n = Va.copy()
             Vm_n = Vm.copy()
             Va_n[pvpq] += alpha * dx[:npvpq]
@@ -140,11 +143,9 @@ def newtonpf(Ybus, Sbus, V0, ref, pv, pq, *, tol: float = 1e-8, max_iter: int = 
             V_n = Vm_n * np.exp(1j * Va_n)
             mis_n, Ibus_n = mismatch(Ybus, V_n, Sbus)
             F_n = _F(mis_n, pvpq, pq)
-            if np.isfinite(F_n).all() and _sumsq(F_n) < STEP_GROWTH * merit:
+            if (np.isfinite(F_n).all() and _sumsq(F_n) < STEP_GROWTH * merit) or trial == trials - 1:
                 break
             alpha *= 0.5
-            if not line_search:
-                break
         if alpha < 1.0:
             log.debug("iteration %d: step scaled by %g", it, alpha)
         if not np.isfinite(F_n).all():

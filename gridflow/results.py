@@ -76,6 +76,19 @@ def branch_flows(case: Case, Yf, Yt, V):
     return Sf, St
 
 
+def rating_mva(case: Case, rating: str = "A") -> np.ndarray:
+    """Branch rating A, B or C in MVA (nl,); 0 means no rating."""
+    br = case.branch
+    return {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating] * case.base_mva
+
+
+def loading_percent(case: Case, Sf_mva, St_mva, rating: str = "A") -> np.ndarray:
+    """Largest end |S| over the rating, percent (..., nl); NaN where the case gives no rating."""
+    rate = rating_mva(case, rating)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rate > 0, np.maximum(np.abs(Sf_mva), np.abs(St_mva)) / rate * 100.0, np.nan)
+
+
 def gen_dispatch(case: Case, Ybus, V, ref, gen_on):
     """Generator P and Q, pu (ng,), as MATPOWER's ``pfsoln`` assigns them.
 
@@ -127,9 +140,7 @@ def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, w
     Sf, St = branch_flows(case, net.Yf, net.Yt, V)
     Sf = np.where(net.branch_on, Sf, 0) * base
     St = np.where(net.branch_on, St, 0) * base
-    rate = case.branch.rate_a * base
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loading = np.where(rate > 0, np.maximum(np.abs(Sf), np.abs(St)) / rate * 100.0, np.nan)
+    loading = loading_percent(case, Sf, St)
     branch = pd.DataFrame({
         "from_bus": case.bus.number[case.branch.f], "to_bus": case.bus.number[case.branch.t],
         "p_from_mw": Sf.real, "q_from_mvar": Sf.imag, "p_to_mw": St.real, "q_to_mvar": St.imag,

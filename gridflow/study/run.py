@@ -42,6 +42,7 @@ import pandas as pd
 
 from gridflow.case import Case
 from gridflow.io import load_case
+from gridflow.results import rating_mva
 from gridflow.solve import solve
 from gridflow.study import allocation as alloc
 from gridflow.study.datacenters import DatacenterLoad, place
@@ -510,8 +511,7 @@ def _network_rounds(case, loads, zones, crit_mask, base, a, local, dcl, hosting,
         H = shed_sensitivity(dispatched, monitored)
         br = res.branch
         flow0 = br["p_from_mw"].to_numpy()[monitored]
-        rate = {"A": case.branch.rate_a, "B": case.branch.rate_b, "C": case.branch.rate_c}[base.rating]
-        rate = rate[monitored] * case.base_mva
+        rate = rating_mva(case, base.rating)[monitored]
         was = np.nan_to_num(base.loading[monitored])
         # allowed MVA: the rating, or the base loading for pre-existing overloads; P limit from S and Q
         smax = np.where(was > 100.0, rate * was / 100.0, rate) * 0.995

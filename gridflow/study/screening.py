@@ -19,16 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow.case import Case
-from gridflow.results import PowerFlowResult
+from gridflow.results import PowerFlowResult, loading_percent
 
 
 def branch_loading(case: Case, res: PowerFlowResult, rating: str = "A") -> np.ndarray:
     """Branch loading (nl,), percent of rating A, B or C (NaN where the rating is 0)."""
-    rate = {"A": case.branch.rate_a, "B": case.branch.rate_b, "C": case.branch.rate_c}[rating] * case.base_mva
     br = res.branch
-    s = np.maximum(np.hypot(br["p_from_mw"], br["q_from_mvar"]), np.hypot(br["p_to_mw"], br["q_to_mvar"]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(rate > 0, s.to_numpy() / rate * 100.0, np.nan)
+    Sf = np.hypot(br["p_from_mw"], br["q_from_mvar"]).to_numpy()
+    St = np.hypot(br["p_to_mw"], br["q_to_mvar"]).to_numpy()
+    return loading_percent(case, Sf, St, rating)
 
 
 def voltage_excess(case: Case, res: PowerFlowResult) -> np.ndarray:
