@@ -67,6 +67,11 @@ class Gens:
     status: np.ndarray  # bool, in service
     pmax: np.ndarray  # float64 pu
     pmin: np.ndarray  # float64 pu
+    slack_weight: np.ndarray | None = None  # float64, distributed-slack participation (pandapower); default 0
+
+    def __post_init__(self):
+        if self.slack_weight is None:
+            object.__setattr__(self, "slack_weight", _frozen(np.zeros(len(self.bus)), np.float64))
 
     def __len__(self) -> int:
         return len(self.bus)
@@ -108,7 +113,7 @@ _BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool)
 
 
 def _make(cls, dtypes, **arrays):
-    return cls(**{k: _frozen(v, dtypes.get(k, np.float64)) for k, v in arrays.items()})
+    return cls(**{k: _frozen(v, dtypes.get(k, np.float64)) for k, v in arrays.items() if v is not None})
 
 
 def make_buses(**arrays) -> Buses:

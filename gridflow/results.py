@@ -69,8 +69,71 @@ class PowerFlowResult:
         return summarize(self)
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    """Results of a batch, one row per scenario (T scenarios, nb buses, nl branches, ng generators).
+
+    Attributes
+    ----------
+    vm_pu, va_degree : float64 (T, nb)
+        Bus voltage magnitude (pu) and angle (degrees); NaN at de-energized buses.
+    converged : bool (T,)
+    iterations : int (T,)
+        Newton steps (each a Jacobian factorization) each scenario took.
+    chord_steps : int (T,)
+        Cheap steps with the shared start Jacobian taken before them.
+    max_mismatch_mva : float64 (T,)
+        Largest |dP| or |dQ| left, MW / MVAr.
+    backend : str
+    bus : int64 (nb,)
+        The case's bus numbers (columns of the bus arrays).
+    reason : object (T,)
+        Why a scenario failed ("" where it converged).
+    gen_p_mw, gen_q_mvar : float64 (T, ng)
+        Generator outputs (0 when out of service in that scenario).
+    slack_mw : float64 (T,)
+        Distributed slack power (0 without a distributed slack).
+    dead_buses : int (T,)
+        Buses de-energized in each scenario (islands without a slack or a voltage-controlling generator).
+    loading_percent, p_from_mw, q_from_mvar, p_to_mw, q_to_mvar : float64 (T, nl) or None
+        Branch results, when asked for (``branch_results=True``); 0 flow on branches out of service.
+    """
+
+    vm_pu: np.ndarray
+    va_degree: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    chord_steps: np.ndarray
+    max_mismatch_mva: np.ndarray
+    backend: str
+    bus: np.ndarray = field(repr=False, default=None)
+    reason: np.ndarray = field(repr=False, default=None)
+    gen_p_mw: np.ndarray = field(repr=False, default=None)
+    gen_q_mvar: np.ndarray = field(repr=False, default=None)
+    slack_mw: np.ndarray = field(repr=False, default=None)
+    dead_buses: np.ndarray = field(repr=False, default=None)
+    loading_percent: np.ndarray | None = None
+    p_from_mw: np.ndarray | None = None
+    q_from_mvar: np.ndarray | None = None
+    p_to_mw: np.ndarray | None = None
+    q_to_mvar: np.ndarray | None = None
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.converged).sum())
+
+    def failed(self) -> np.ndarray:
+        """Indices of the scenarios that did not converge."""
+        return np.flatnonzero(~self.converged)
+
+
 def branch_flows(case: Case, Yf, Yt, V):
-    """Complex power entering each branch at its from and to end, pu (nl,) each."""
+    """Complex power entering each branch at its from and to end, pu, (nl,) each for V (nb,), or
+    (T, nl) each for V (T, nb)."""
+    if V.ndim == 2:
+        Sf = V[:, case.branch.f] * np.conj((Yf @ V.T).T)
+        St = V[:, case.branch.t] * np.conj((Yt @ V.T).T)
+        return Sf, St
     Sf = V[case.branch.f] * np.conj(Yf @ V)
     St = V[case.branch.t] * np.conj(Yt @ V)
     return Sf, St
@@ -125,8 +188,12 @@ def gen_dispatch(case: Case, Ybus, V, ref, gen_on):
 
 
 def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, worst_bus, init, backend,
-                message="", ref=None, extra=None) -> PowerFlowResult:
-    """Turn a solver's V into tables in engineering units."""
+                message="", ref=None, extra=None, gen_p=None, gen_q=None) -> PowerFlowResult:
+    """Turn a solver's V into tables in engineering units.
+
+    ``gen_p``, ``gen_q`` (ng,), pu: the generators' outputs as the engine found them (distributed
+    slack, Q limits); by default MATPOWER's ``pfsoln`` assignment (:func:`gen_dispatch`).
+    """
     base = case.base_mva
     ref = net.ref if ref is None else ref
     on = net.energized
@@ -148,7 +215,7 @@ def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, w
         "in_service": net.branch_on,
     })
     branch.index.name = "branch"
-    Pg, Qg = gen_dispatch(case, net.Ybus, V, ref, net.gen_on)
+    Pg, Qg = gen_dispatch(case, net.Ybus, V, ref, net.gen_on) if gen_p is None else (gen_p, gen_q)
     gen = pd.DataFrame({"bus": case.bus.number[case.gen.bus], "p_mw": Pg * base, "q_mvar": Qg * base,
                         "in_service": net.gen_on})
     gen.index.name = "gen"
