@@ -16,6 +16,7 @@ setpoints, as in a single :func:`gridflow.solve`.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 
@@ -127,7 +128,8 @@ def solve_batch(case: Case, p_mw=None, q_mvar=None, *, scale=None, pg_mw=None, b
         model = PowerFlowModel(case, backend="gpu", solver=solver)
     else:
         model = model_for(case, solver)
-    return batch_with_model(model, p_mw, q_mvar, scale=scale, pg_mw=pg_mw, branch_out=branch_out, gen_out=gen_out,
+    return batch_with_model(model, p_mw, q_mvar, case=case, scale=scale, pg_mw=pg_mw, branch_out=branch_out,
+                            gen_out=gen_out,
                             tol_mva=tol_mva, max_iter=max_iter, branch_results=branch_results, threads=threads,
                             enforce_q_lims=enforce_q_lims, distributed_slack=distributed_slack,
                             participation=participation, enforce_p_lims=enforce_p_lims, V0=V0)
@@ -143,13 +145,18 @@ def _count(p_mw, scale, branch_out, gen_out) -> int:
     return 1
 
 
-def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, scale=None, pg_mw=None, branch_out=None,
-                     gen_out=None, tol_mva: float = 1e-8, max_iter: int = 20, branch_results: bool = False,
-                     threads: int | None = None, enforce_q_lims: bool = False, distributed_slack: bool = False,
-                     participation=None, enforce_p_lims: bool = True, V0=None) -> BatchResult:
-    """:func:`solve_batch` on a model (its case gives the network, the default loads and dispatch)."""
+def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Case | None = None, scale=None,
+                     pg_mw=None, branch_out=None, gen_out=None, tol_mva: float = 1e-8, max_iter: int = 20,
+                     branch_results: bool = False, threads: int | None = None, enforce_q_lims: bool = False,
+                     distributed_slack: bool = False, participation=None, enforce_p_lims: bool = True,
+                     V0=None) -> BatchResult:
+    """:func:`solve_batch` on a model; ``case`` (default: the model's) gives the default loads, the
+    dispatch and the generator limits, the model the topology."""
     check_options(tol_mva=tol_mva, max_iter=max_iter)
-    case = model.case
+    if case is None:
+        case = model.case
+    elif case is not model.case:
+        model.check_same_topology(case)
     T_out = None
     for a in (branch_out, gen_out):
         if a is not None:
@@ -170,14 +177,14 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, scale=Non
     wg = np.repeat(participation_factors(case, participation)[None, :], T, axis=0) if distributed_slack else None
     roles = model.roles(T, branch_out=branch_out, gen_out=gen_out, slack_ref=slack_ref)
     if V0 is None:
-        V0 = base_solution(model, tol_mva)
+        V0 = base_solution(model, case, tol_mva)
     V0 = np.asarray(V0, dtype=complex)
     if V0.shape not in ((case.nb,), (T, case.nb)) or not np.isfinite(V0).all():
         raise GridflowError(f"V0 must be ({case.nb},) or ({T}, {case.nb}) finite complex voltages")
     V0 = with_setpoints(case, V0, roles.energized, roles.gen_on, roles.energized & ~roles.q_free)
     r = model.run(V0, pd=Pd, qd=Qd, pg=Pg, qg=Qg, roles=roles, branch_out=branch_out, participation=wg,
                   q_lims=enforce_q_lims, p_lims=enforce_p_lims, tol=tol_mva / case.base_mva, max_iter=max_iter,
-                  threads=threads)
+                  threads=threads, case=case)
     base = case.base_mva
     live = r.roles.energized
     V = r.V
@@ -191,17 +198,19 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, scale=Non
     return BatchResult(**out)
 
 
-def base_solution(model: PowerFlowModel, tol_mva: float = 1e-8) -> np.ndarray:
-    """The solved base case's voltages (nb,), kept by the model (the start of every batch)."""
-    key = ("base_V", tol_mva)
-    cached = getattr(model, "_base_cache", {})
-    if key not in cached:
-        res = solve_with_model(model, model.case, tol_mva=tol_mva)
+def base_solution(model: PowerFlowModel, case: Case, tol_mva: float = 1e-8) -> np.ndarray:
+    """The solved ``case``'s voltages (nb,): the start of every batch on it (kept while the case lives)."""
+    with model._lock:
+        cache = model.__dict__.setdefault("_base_cache", weakref.WeakKeyDictionary())
+        V = cache.get(case, {}).get(tol_mva)
+    if V is None:
+        res = solve_with_model(model, case, tol_mva=tol_mva)
         if not res.converged:
             raise GridflowError(f"the base case does not converge, so the batch has no start: {res.message}")
-        cached[key] = res.V
-        model._base_cache = cached
-    return cached[key]
+        V = res.V
+        with model._lock:
+            cache.setdefault(case, {})[tol_mva] = V
+    return V
 
 
 def _choose_backend(backend: str, size: int) -> str:

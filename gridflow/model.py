@@ -317,7 +317,8 @@ class PowerFlowModel(EngineState):
         return solve_with_model(self, self.case if case is None else case, **options)
 
     def solve_batch(self, p_mw=None, q_mvar=None, **options):
-        """T power flows of this network; see :func:`gridflow.solve_batch` for the options."""
+        """T power flows of this network; see :func:`gridflow.solve_batch` for the options (``case=``: a
+        what-if of the same topology whose loads and dispatch are the defaults)."""
         from gridflow.batch import batch_with_model
 
         return batch_with_model(self, p_mw, q_mvar, **options)
@@ -338,15 +339,16 @@ class PowerFlowModel(EngineState):
 
     def run(self, V0, *, pd, qd, pg, qg, roles: Roles, branch_out=None, participation=None, q_lims: bool = False,
             p_lims: bool = True, tol: float, max_iter: int, line_search: bool = True, chord: bool = True,
-            threads: int | None = None) -> Solved:
+            threads: int | None = None, case: Case | None = None) -> Solved:
         """Solve T scenarios: loads ``pd``, ``qd`` (T, nb), generator schedules ``pg``, ``qg`` (T, ng),
         per unit; starts ``V0`` (T, nb) (setpoints applied by the caller); ``roles`` from :meth:`roles`;
         ``branch_out`` list of T int arrays; ``participation`` (T, ng) generator participation
         factors of a distributed slack (any scale; normalized here over each scenario's in-service
         generators in the reference bus's island), or None for single slack buses; ``p_lims``: hold
-        the distributed slack's participants within [Pmin, Pmax]; ``q_lims``: PYPOWER's Q-limit rule.
+        the distributed slack's participants within [Pmin, Pmax]; ``q_lims``: PYPOWER's Q-limit rule;
+        ``case``: the what-if whose generator limits apply (same topology; default the model's case).
         """
-        case = self.case
+        case = self.case if case is None else case
         T = roles.T
         dist = participation is not None
         gen = case.gen
@@ -413,9 +415,9 @@ class PowerFlowModel(EngineState):
             ok = todo[out.status == CONVERGED]
             again = np.zeros(T, bool)
             if dist and p_lims and len(ok):
-                again |= self._hold_p_limits(ok, wg, pg, slack, p_limited)
+                again |= _hold_p_limits(case, ok, wg, pg, slack, p_limited)
             if q_lims and len(ok):
-                again |= self._hold_q_limits(ok, V, pd, qd, qg, roles, q_free, q_limited, dist)
+                again |= _hold_q_limits(case, self.Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist)
             todo = np.flatnonzero(again)
             if not len(todo):
                 break
@@ -425,7 +427,7 @@ class PowerFlowModel(EngineState):
             conv[todo] = False
             reason[todo] = f"generator limits still changing after {_LIMIT_ROUNDS} rounds"
         final = Roles(roles.energized, p_free, q_free, gen_on, roles.slack_ref, roles.new_slack, roles.main)
-        pg_out, qg_out = self._gen_outputs(V, pd, qd, pg, qg, wg, slack, final, q_limited)
+        pg_out, qg_out = _gen_outputs(case, self.Ybus, V, pd, qd, pg, qg, wg, slack, final, q_limited)
         return Solved(V=V, pg=pg_out, qg=qg_out, slack=slack, converged=conv, iterations=iters, chord_steps=chords,
                       max_mismatch=norm, worst_bus=worst, reason=reason, p_limited=p_limited, q_limited=q_limited,
                       roles=final)
@@ -448,81 +450,87 @@ class PowerFlowModel(EngineState):
             free[:, 0] = roles.energized[:, slack_ref]
         return pattern, (None if free.all() else free)
 
-    def _hold_p_limits(self, ok, wg, pg, slack, p_limited) -> np.ndarray:
-        """Distributed slack: hold generators pushed beyond Pmax/Pmin at the limit; True where re-solved."""
-        gen = self.case.gen
-        again = np.zeros(len(slack), bool)
-        for t in ok:
-            tot = wg[t].sum()
-            if tot <= 0:
-                continue
-            p = pg[t] + wg[t] / tot * slack[t]
-            part = wg[t] > 0
-            over = part & (p > gen.pmax + _LIMIT_TOL)
-            under = part & (p < gen.pmin - _LIMIT_TOL)
-            if over.any() or under.any():
-                # the units beyond a limit are held there; the slack is found again and shared by the
-                # others in proportion to their participation factors (renormalized without the held ones)
-                pg[t] = np.where(over, gen.pmax, np.where(under, gen.pmin, pg[t]))
-                wg[t] = np.where(over | under, 0.0, wg[t])
-                p_limited[t] |= over | under
-                slack[t] = 0.0
-                again[t] = True
-        return again
-
-    def _hold_q_limits(self, ok, V, pd, qd, qg, roles, q_free, q_limited, dist) -> np.ndarray:
-        """PYPOWER's Q-limit rule (see the module docstring); True where re-solved."""
-        case = self.case
-        gen = case.gen
-        again = np.zeros(len(V), bool)
-        for t in ok:
-            on = roles.gen_on[t]
-            q = _gen_q(case, self.Ybus, V[t], qd[t], on, qg[t], q_limited[t])
-            controlled = roles.energized[t] & ~q_free[t]
-            if not dist:  # single slack buses keep their voltage whatever their Q (as before; documented)
-                controlled[~roles.p_free[t]] = False
-            cand = on & controlled[gen.bus] & ~q_limited[t]
-            over = cand & (q > gen.qmax + _LIMIT_TOL)
-            under = cand & (q < gen.qmin - _LIMIT_TOL)
-            if not (over.any() or under.any()):
-                continue
-            buses = np.unique(gen.bus[over | under])
-            at_bus = on & np.isin(gen.bus, buses)
-            qg[t] = np.where(over, gen.qmax, np.where(under, gen.qmin, np.where(at_bus & ~q_limited[t], q, qg[t])))
-            q_limited[t] |= over | under
-            q_free[t, buses] = True
-            # the other generators at a switched bus hold their output (not at a limit: not flagged)
-            again[t] = True
-        return again
-
-    def _gen_outputs(self, V, pd, qd, pg, qg, wg, slack, roles: Roles, q_limited):
-        """Generator P and Q (T, ng), pu, as MATPOWER's ``pfsoln`` assigns them, with the distributed slack."""
-        case = self.case
-        gen = case.gen
-        T = len(V)
-        P = np.zeros((T, case.ng))
-        Q = np.zeros((T, case.ng))
-        for t in range(T):
-            on = roles.gen_on[t]
-            Sinj = V[t] * np.conj(self.Ybus @ V[t])
-            # buses whose Q is an unknown of the generators: voltage-controlled ones (Q pinned)
-            held = ~roles.q_free[t] & roles.energized[t]
-            q = _gen_q(case, self.Ybus, V[t], qd[t], on, qg[t], q_limited[t], Sinj=Sinj)
-            Q[t] = np.where(on, np.where(held[gen.bus] | q_limited[t], q, qg[t]), 0.0)
-            p = np.where(on, pg[t], 0.0)
-            if wg is not None and wg[t].sum() > 0:
-                p = p + wg[t] / wg[t].sum() * slack[t]
-            else:
-                # single slack buses: the first generator at each takes the bus's P balance
-                for r in np.flatnonzero(roles.energized[t] & ~roles.p_free[t]):
-                    at = np.flatnonzero(on & (gen.bus == r))
-                    if len(at):
-                        p[at[0]] = Sinj[r].real + pd[t, r] - p[at[1:]].sum()
-            P[t] = p
-        return P, Q
-
-
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def _hold_p_limits(case, ok, wg, pg, slack, p_limited) -> np.ndarray:
+    """Distributed slack: hold participants pushed beyond Pmax / below Pmin at the limit; True where re-solved.
+
+    A unit whose schedule is already outside its limits (data) is held at its schedule, never moved
+    further out; the others' share is found again by the next round.
+    """
+    gen = case.gen
+    again = np.zeros(len(slack), bool)
+    for t in ok:
+        tot = wg[t].sum()
+        if tot <= 0:
+            continue
+        p = pg[t] + wg[t] / tot * slack[t]
+        part = wg[t] > 0
+        hi = np.maximum(gen.pmax, pg[t])
+        lo = np.minimum(gen.pmin, pg[t])
+        over = part & (p > hi + _LIMIT_TOL)
+        under = part & (p < lo - _LIMIT_TOL)
+        if over.any() or under.any():
+            # the units beyond a limit are held there; the slack is found again and shared by the
+            # others in proportion to their participation factors (renormalized without the held ones)
+            pg[t] = np.where(over, hi, np.where(under, lo, pg[t]))
+            wg[t] = np.where(over | under, 0.0, wg[t])
+            p_limited[t] |= over | under
+            slack[t] = 0.0
+            again[t] = True
+    return again
+
+
+def _hold_q_limits(case, Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist) -> np.ndarray:
+    """PYPOWER's Q-limit rule (see the module docstring); True where re-solved."""
+    gen = case.gen
+    again = np.zeros(len(V), bool)
+    for t in ok:
+        on = roles.gen_on[t]
+        q = _gen_q(case, Ybus, V[t], qd[t], on, qg[t], q_limited[t])
+        controlled = roles.energized[t] & ~q_free[t]
+        if not dist:  # single slack buses keep their voltage whatever their Q (as before; documented)
+            controlled[~roles.p_free[t]] = False
+        cand = on & controlled[gen.bus] & ~q_limited[t]
+        over = cand & (q > gen.qmax + _LIMIT_TOL)
+        under = cand & (q < gen.qmin - _LIMIT_TOL)
+        if not (over.any() or under.any()):
+            continue
+        buses = np.unique(gen.bus[over | under])
+        at_bus = on & np.isin(gen.bus, buses)
+        qg[t] = np.where(over, gen.qmax, np.where(under, gen.qmin, np.where(at_bus & ~q_limited[t], q, qg[t])))
+        q_limited[t] |= over | under
+        q_free[t, buses] = True
+        # the other generators at a switched bus hold their output (not at a limit: not flagged)
+        again[t] = True
+    return again
+
+def _gen_outputs(case, Ybus, V, pd, qd, pg, qg, wg, slack, roles: Roles, q_limited):
+    """Generator P and Q (T, ng), pu, as MATPOWER's ``pfsoln`` assigns them, with the distributed slack."""
+    gen = case.gen
+    T = len(V)
+    P = np.zeros((T, case.ng))
+    Q = np.zeros((T, case.ng))
+    for t in range(T):
+        on = roles.gen_on[t]
+        Sinj = V[t] * np.conj(Ybus @ V[t])
+        # buses whose Q is an unknown of the generators: voltage-controlled ones (Q pinned)
+        held = ~roles.q_free[t] & roles.energized[t]
+        q = _gen_q(case, Ybus, V[t], qd[t], on, qg[t], q_limited[t], Sinj=Sinj)
+        Q[t] = np.where(on, np.where(held[gen.bus] | q_limited[t], q, qg[t]), 0.0)
+        p = np.where(on, pg[t], 0.0)
+        if wg is not None and wg[t].sum() > 0:
+            p = p + wg[t] / wg[t].sum() * slack[t]
+        else:
+            # single slack buses: the first generator at each takes the bus's P balance
+            for r in np.flatnonzero(roles.energized[t] & ~roles.p_free[t]):
+                at = np.flatnonzero(on & (gen.bus == r))
+                if len(at):
+                    p[at[0]] = Sinj[r].real + pd[t, r] - p[at[1:]].sum()
+        P[t] = p
+    return P, Q
+
 
 
 def _pairs(branch_out, T):

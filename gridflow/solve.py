@@ -157,7 +157,7 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
             Vb = initial_voltage(case, net, start)
             V = with_setpoints(case, Vb, net.energized, net.gen_on, controlled[0])
         r = model.run(V[None, :], **loads, roles=roles, participation=wg, q_lims=enforce_q_lims,
-                      p_lims=enforce_p_lims, tol=tol, max_iter=max_iter, line_search=line_search)
+                      p_lims=enforce_p_lims, tol=tol, max_iter=max_iter, line_search=line_search, case=case)
         total_it += int(r.iterations[0] + r.chord_steps[0])
         vmin = float(np.min(np.abs(r.V[0][net.energized]), initial=1.0))
         log.info("init=%s: converged=%s after %d Newton + %d chord steps (%.2e MVA), min |V| %.3f pu", start,
