@@ -139,10 +139,29 @@ def branch_flows(case: Case, Yf, Yt, V):
     return Sf, St
 
 
-def rating_mva(case: Case, rating: str = "A") -> np.ndarray:
-    """Branch rating A, B or C in MVA (nl,); 0 means no rating."""
+def rating_mva(case: Case, rating: str = "A", *, fallback: bool = True) -> np.ndarray:
+    """Branch rating A, B or C in MVA (nl,); 0 means no rating (MATPOWER: unrated, not monitored).
+
+    With ``fallback``, an emergency rating B or C of 0 falls back to the branch's rate A (a case that
+    gives no emergency ratings, like ACTIVSg25k, is judged on its normal ones, never reported clean
+    on ratings that do not exist).
+    """
     br = case.branch
-    return {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating] * case.base_mva
+    rate = {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating]
+    if fallback and rating != "A":
+        rate = np.where(rate > 0, rate, br.rate_a)
+    return rate * case.base_mva
+
+
+def rating_counts(case: Case, rating: str = "A") -> dict:
+    """How a rating applies to the in-service branches: ``{"fallback": branches whose rating B/C is 0 and
+    take rate A, "unrated": branches with no rating at all (not monitored)}``."""
+    br = case.branch
+    own = {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating]
+    on = br.status
+    fallback = int((on & (own <= 0) & (br.rate_a > 0)).sum()) if rating != "A" else 0
+    unrated = int((on & (rating_mva(case, rating) <= 0)).sum())
+    return {"fallback": fallback, "unrated": unrated}
 
 
 def loading_percent(case: Case, Sf_mva, St_mva, rating: str = "A") -> np.ndarray:
