@@ -11,7 +11,8 @@ from gridflow.io.matpower import read_matpower
 from gridflow.io.pandapower import _PP_CASES, from_pandapower, load_pandapower_case, read_pandapower_json
 from gridflow.io.powsybl import SUFFIXES as POWSYBL_SUFFIXES
 
-__all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir"]
+__all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir", "read_outages",
+           "write_case"]
 
 
 def matpower_data_dir() -> Path | None:
@@ -160,3 +161,42 @@ def _count_pandapower_buses(name: str) -> int | None:
         return None
     bus = json.loads(path.read_text())["_object"]["bus"]["_object"]
     return len(json.loads(bus)["index"])
+
+
+def read_outages(path, case: Case) -> list:
+    """The contingencies in an outage file, as :class:`~gridflow.outages.Outage` rows of ``case``.
+
+    Chosen by extension: ``.con`` (PSS/E, :func:`gridflow.io.con.read_con`).
+    """
+    from gridflow.io.con import read_con
+
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise CaseError("no such file", source=str(p))
+    if p.suffix.lower() == ".con":
+        return read_con(p, case)
+    raise CaseError("unknown outage file type (expected .con)", source=str(p))
+
+
+def write_case(case: Case, path) -> Path:
+    """Write ``case`` by the extension of ``path``: ``.m`` (MATPOWER) or ``.raw`` (PSS/E 33)."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() == ".m":
+        from gridflow.io.matpower_write import write_matpower
+
+        return write_matpower(case, p)
+    if p.suffix.lower() == ".raw":
+        from gridflow.io.psse_write import write_psse
+
+        return write_psse(case, p)
+    raise CaseError("unknown output case type (expected .m or .raw)", source=str(p))
+
+
+def convert(source, out) -> Path:
+    """Read ``source`` (anything :func:`load_case` takes) and write it to ``out`` (:func:`write_case`)."""
+    p = Path(os.fspath(out))
+    if p.suffix.lower() not in (".m", ".raw"):
+        raise CaseError("unknown output case type (expected .m or .raw)", source=str(p))
+    if not p.parent.exists():
+        raise CaseError(f"folder {p.parent} does not exist", source=str(p))
+    return write_case(load_case(source), p)

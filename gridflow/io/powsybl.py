@@ -178,13 +178,13 @@ def from_powsybl(network, name: str | None = None, source: str | None = None, ta
         keys = list(bview.index) + list(isolated.index)
         names = [nm_of[k] if isinstance(nm_of[k], str) and nm_of[k] else k for k in keys]
     nb0 = len(ids)
-    vnom = np.array([vnom_of_vl[v] for v in vl_of], dtype=float)
+    vnom = vnom_of_vl.reindex(vl_of).to_numpy(float)
     vm = np.asarray(vmag, dtype=float) / vnom
     va = np.deg2rad(np.asarray(vang, dtype=float))
     vm = np.where(np.isfinite(vm) & (vm > 0), vm, 1.0)
     va = np.where(np.isfinite(va), va, 0.0)
-    vhi = np.array([vl.at[v, "high_voltage_limit"] for v in vl_of], dtype=float) / vnom
-    vlo = np.array([vl.at[v, "low_voltage_limit"] for v in vl_of], dtype=float) / vnom
+    vhi = vl["high_voltage_limit"].reindex(vl_of).to_numpy(float) / vnom
+    vlo = vl["low_voltage_limit"].reindex(vl_of).to_numpy(float) / vnom
     vmax = np.where(np.isnan(vhi), np.inf, vhi)
     vmin = np.where(np.isnan(vlo), 0.0, vlo)
     alive = np.array([b != "" for b in ids])

@@ -33,6 +33,7 @@ impedance (pandapower impedance elements).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ def write_psse(case: Case, path: str | Path) -> Path:
     base = float(case.base_mva)
     num = b.number
     xf = (br.tap != 1.0) | (br.shift != 0.0)
+    bad = np.flatnonzero((num < 1) | (num > 999997))
+    if len(bad):
+        raise CaseError(f"bus number {int(num[bad[0]])} is outside PSS/E's 1..999997"
+                        f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; renumber the buses first",
+                        source=src)
     for name in ("r_asym", "x_asym"):
         bad = np.flatnonzero(getattr(br, name) != 0)
         if len(bad):
@@ -85,29 +91,30 @@ def write_psse(case: Case, path: str | Path) -> Path:
     for i in np.flatnonzero((b.gs != 0) | (b.bs != 0)):
         out.append(f"{int(num[i])},'1',1,{_f(b.gs[i] * base)},{_f(b.bs[i] * base)}")
     out.append("0 / END OF FIXED SHUNT DATA, BEGIN GENERATOR DATA")
-    gid: dict[int, int] = {}
+    mid = machine_ids(case)
     for k in range(case.ng):
         n = int(num[g.bus[k]])
-        gid[n] = gid.get(n, 0) + 1
         qt = g.qmax[k] * base
         if g.qmax[k] == g.qmin[k] and b.type[g.bus[k]] in (PV, REF):
             qt = qt + _QT_GAP  # PSS/E and pypowsybl hold a generator with QT = QB at fixed Q (see module doc)
-        out.append(f"{n},'{gid[n]}',{_f(g.pg[k] * base)},{_f(g.qg[k] * base)},{_lim(qt, _NOLIM)},"
+        out.append(f"{n},{_q(mid[k])},{_f(g.pg[k] * base)},{_f(g.qg[k] * base)},{_lim(qt, _NOLIM)},"
                    f"{_lim(g.qmin[k] * base, -_NOLIM)},{_f(g.vg[k])},0,{_f(base)},0,1,0,0,1,{int(bool(g.status[k]))},"
-                   f"100,{_lim(g.pmax[k] * base, _NOLIM)},{_lim(g.pmin[k] * base, -_NOLIM)},{int(owner[g.bus[k]])},1")
+                   f"100,{_lim(g.pmax[k] * base, _NOLIM)},{_lim(g.pmin[k] * base, -_NOLIM)},{int(owner[g.bus[k]])},1,"
+                   "0,1,0,1,0,1,0,1")
     out.append("0 / END OF GENERATOR DATA, BEGIN BRANCH DATA")
-    ckt = _circuits(case)
+    ckt = circuit_ids(case)
     for k in np.flatnonzero(~xf):
         f, t = br.f[k], br.t[k]
         gi, gj = br.g[k] / 2, (br.g[k] + br.g_asym[k]) / 2
         bj = br.b_asym[k] / 2
         out.append(f"{int(num[f])},{int(num[t])},{_q(ckt[k])},{_f(br.r[k])},{_f(br.x[k])},{_f(br.b[k])},"
                    f"{_f(br.rate_a[k] * base)},{_f(br.rate_b[k] * base)},{_f(br.rate_c[k] * base)},"
-                   f"{_f(gi)},0,{_f(gj)},{_f(bj)},{int(bool(br.status[k]))},1,0,{int(owner[f])},1")
+                   f"{_f(gi)},0,{_f(gj)},{_f(bj)},{int(bool(br.status[k]))},1,0,{int(owner[f])},1,0,1,0,1,0,1")
     out.append("0 / END OF BRANCH DATA, BEGIN TRANSFORMER DATA")
     for k in np.flatnonzero(xf):
         f, t = br.f[k], br.t[k]
-        out += [f"{int(num[f])},{int(num[t])},0,{_q(ckt[k])},1,1,1,0,0,2,'',{int(bool(br.status[k]))},{int(owner[f])},1",
+        out += [f"{int(num[f])},{int(num[t])},0,{_q(ckt[k])},1,1,1,0,0,2,'',{int(bool(br.status[k]))},{int(owner[f])},1,"
+                "0,1,0,1,0,1,''",
                 f"{_f(br.r[k])},{_f(br.x[k])},{_f(base)}",
                 f"{_f(br.tap[k])},0,{_f(np.rad2deg(br.shift[k]))},{_f(br.rate_a[k] * base)},{_f(br.rate_b[k] * base)},"
                 f"{_f(br.rate_c[k] * base)},0,0,1.1,0.9,1.1,0.9,33,0,0,0,0",
@@ -147,8 +154,8 @@ def _ends(case: Case, k) -> str:
     return f"{int(case.bus.number[case.branch.f[k]])}-{int(case.bus.number[case.branch.t[k]])}"
 
 
-def _circuits(case: Case) -> list[str]:
-    """Circuit id per branch: the PSS/E reader's where kept, else 1, 2, ... per bus pair."""
+def circuit_ids(case: Case) -> list[str]:
+    """PSS/E circuit id per branch row: the PSS/E reader's where kept, else "1", "2", ... per bus pair in row order."""
     kept = case.meta.get("branch_ckt")
     if kept is not None and len(kept) == case.nl and all(c is not None for c in kept):
         return [str(c).strip() for c in kept]
@@ -158,6 +165,21 @@ def _circuits(case: Case) -> list[str]:
         key = (min(f, t), max(f, t))
         seen[key] = seen.get(key, 0) + 1
         out.append(str(seen[key]))
+    return out
+
+
+def machine_ids(case: Case) -> list[str]:
+    """PSS/E machine id per generator row: the PSS/E reader's (``B<bus>-G<id>``) where kept, else "1", "2", ... per bus."""
+    kept = case.meta.get("gen_ids")
+    if kept is not None and len(kept) == case.ng:
+        ids = [re.match(r"^B\d+-G(.*)$", str(g)) for g in kept]
+        if all(ids):
+            return [m.group(1).strip() for m in ids]
+    seen: dict[int, int] = {}
+    out = []
+    for b in case.gen.bus.tolist():
+        seen[b] = seen.get(b, 0) + 1
+        out.append(str(seen[b]))
     return out
 
 
