@@ -27,7 +27,7 @@ equations PowSyBl's own AC load flow (OpenLoadFlow) writes for it:
   nominal kV, one that does not injects ``target_q``; Q limits are the
   library's limits at ``target_p`` (reactive capability curves included).
 * **slack**: the bus of the file's slack terminal (PSS/E type-3 buses), else
-  the bus of the largest voltage-regulating generator (by ``max_p``), which is
+  the bus of the voltage-regulating generator with the largest ``target_p``, which is
   what :func:`gridflow.validate.validate` also gives OpenLoadFlow.
 * **areas, zones, owners**: PSS/E bus AREA/ZONE/OWNER numbers and their
   names from the file (:mod:`gridflow.io.psse_tables`); other formats number
@@ -278,7 +278,7 @@ def from_powsybl(network, name: str | None = None, source: str | None = None, ta
         k = int(np.flatnonzero(remote)[0])
         rbid = gens["regulated_bus_id"].iat[k]
         label = numbers[rb[k]] if rb[k] >= 0 else (rbid or "a disconnected bus")
-        raise CaseError(f"generator {gens.index[k]} regulates the voltage of remote bus {label} "
+        raise CaseError(f"generator {gens.index[k].strip()} regulates the voltage of remote bus {label} "
                         f"(remote voltage control is not modelled; set it to regulate its own bus)", source=src)
     vg = np.ones(len(gens))
     target_v = gens["target_v"].to_numpy(float)
@@ -287,7 +287,7 @@ def from_powsybl(network, name: str | None = None, source: str | None = None, ta
     for k in np.flatnonzero(reg):
         b = int(gp[k])
         if b in setpoint and abs(setpoint[b][0] - vg[k]) > 1e-12:
-            raise CaseError(f"generators {setpoint[b][1]} and {gens.index[k]} regulate bus {numbers[b]} to different "
+            raise CaseError(f"generators {setpoint[b][1].strip()} and {gens.index[k].strip()} regulate bus {numbers[b]} to different "
                             f"voltages ({setpoint[b][0]:.6g} and {vg[k]:.6g} pu)", source=src)
         setpoint.setdefault(b, (float(vg[k]), gens.index[k]))
     for k in np.flatnonzero(g_on & ~reg):  # a fixed-Q generator at a PV bus must not move its setpoint
@@ -415,8 +415,13 @@ def _rate_a(network) -> dict:
 
     Multiplied by a side's nominal kV this gives MVA (the PSS/E importer writes RATEA as such a limit).
     """
+    import warnings
+
     try:
-        lim = network.get_operational_limits().reset_index()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            get = getattr(network, "get_loading_limits", None) or network.get_operational_limits
+            lim = get().reset_index()
     except Exception:
         return {}
     if lim.empty:
@@ -449,10 +454,10 @@ def _slack(network, gens, reg, gp, pos_of, setpoint, numbers, src):
         if not reg.any():
             raise CaseError("no slack bus: no slack terminal in the file and no voltage-regulating generator",
                             source=src)
-        maxp = np.where(reg, np.nan_to_num(gens["max_p"].to_numpy(float), nan=-np.inf), -np.inf)
-        k = int(np.argmax(maxp))
+        tp = np.where(reg, np.nan_to_num(gens["target_p"].to_numpy(float), nan=-np.inf), -np.inf)
+        k = int(np.argmax(tp))
         ids = [gens["bus_id"].iat[k]]
-        rule = f"largest voltage-regulating generator ({gens.index[k]})"
+        rule = f"voltage-regulating generator with the largest target P ({gens.index[k]})"
     for b in ids:
         if pos_of[b] not in setpoint:
             raise CaseError(f"slack bus {numbers[pos_of[b]]} has no in-service voltage-regulating generator "
@@ -514,10 +519,10 @@ def _circuits(rows, numbers, psse_numbers) -> dict:
             ckt.append(None)
             buses.append(None)
         elif kind == "3wt":
-            ckt.append(m.group(4))
+            ckt.append(m.group(4).strip())
             buses.append((int(m.group(1)), int(m.group(2)), int(m.group(3))))
         else:
-            ckt.append(m.group(3))
+            ckt.append(m.group(3).strip())
             buses.append((int(m.group(1)), int(m.group(2)), 0))
     return {"branch_ckt": ckt, "branch_buses": buses}
 
@@ -530,7 +535,8 @@ def _refuse_unmodelled(network, src: str) -> None:
         ("get_lcc_converter_stations", "LCC converter station (HVDC)", "connected"),
         ("get_static_var_compensators", "static var compensator (FACTS)", "connected"),
         ("get_batteries", "battery", "connected"),
-        ("get_dangling_lines", "dangling (boundary) line", "connected"),
+        ("get_boundary_lines" if hasattr(network, "get_boundary_lines") else "get_dangling_lines",
+         "dangling (boundary) line", "connected"),
         ("get_tie_lines", "tie line", None),
     )
     for getter, what, col in checks:
@@ -542,4 +548,4 @@ def _refuse_unmodelled(network, src: str) -> None:
             df = df[df[col].astype(bool)]
         if len(df):
             more = f" (and {len(df) - 1} more)" if len(df) > 1 else ""
-            raise CaseError(f"{what} {df.index[0]}{more} is not modelled by gridflow", source=src)
+            raise CaseError(f"{what} {str(df.index[0]).strip()}{more} is not modelled by gridflow", source=src)
