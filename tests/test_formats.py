@@ -129,7 +129,8 @@ def test_m_to_raw_to_m(tmp_path):
 
 @pytest.mark.parametrize("old,new,match", [
     ("     0.000,     0.000,     0.000,     0.000,   1,1,0\n104,'1 '",
-     "     0.000,     5.000,     0.000,     0.000,   1,1,0\n104,'1 '", r"edited.raw:\d+: load '1' at bus 102 has voltage"),
+     "     0.000,     5.000,     0.000,     0.000,   1,1,0\n104,'1 '",
+     r"edited.raw:\d+: load '1' at bus 102 has voltage"),
     ("1.02000,     0,   100.000, 0.00000E+0, 1.00000E+0, 0.00000E+0, 0.00000E+0,1.00000,1,  100.0,   150.000",
      "1.02000,   104,   100.000, 0.00000E+0, 1.00000E+0, 0.00000E+0, 0.00000E+0,1.00000,1,  100.0,   150.000",
      "generator B103-G1 regulates the voltage of remote bus 104"),

@@ -74,8 +74,8 @@ def load_case(source) -> Case:
         * a ``.m`` file (MATPOWER version 2) or a ``.json`` file (pandapower);
       * through pypowsybl (the ``formats`` extra, :mod:`gridflow.io.powsybl`):
         PSS/E ``.raw``/``.rawx``, UCTE ``.uct``, IIDM ``.xiidm``/``.iidm``/
-        ``.jiidm``/``.biidm``, CGMES ``.zip``, IEEE-CDF ``.txt``, MATPOWER
-        ``.mat``, PowerFactory ``.dgs``; or a ``pypowsybl.network.Network``;
+        ``.jiidm``/``.biidm``, CGMES ``.zip``, MATPOWER ``.mat``,
+        PowerFactory ``.dgs``; or a ``pypowsybl.network.Network``;
         * a name of a ``pandapower.networks`` case (``case9241pegase``,
           ``case1888rte``, ``GBnetwork``...);
         * a name of a MATPOWER case in the ``matpower`` package's ``data/``
@@ -109,7 +109,7 @@ def load_case(source) -> Case:
         raise CaseError("is a directory, not a case file (.m or .json)", source=text)
     if path.suffix.lower() in (".m", ".json") and (looks_like_path or path.suffix.lower() == ".json"):
         raise CaseError("no such file", source=text)
-    if path.suffix.lower() in POWSYBL_SUFFIXES and path.suffix.lower() != ".txt":
+    if path.suffix.lower() in POWSYBL_SUFFIXES:
         raise CaseError("no such file", source=text)
     name = path.stem if path.suffix.lower() == ".m" else text
     if path.suffix.lower() != ".m":

@@ -1,4 +1,4 @@
-"""Read PSS/E, CGMES, UCTE, IIDM and IEEE-CDF cases through pypowsybl (the ``formats`` extra).
+"""Read PSS/E, CGMES, UCTE and IIDM cases through pypowsybl (the ``formats`` extra).
 
 Reading these formats is not what gridflow exists for: pypowsybl (LF Energy
 PowSyBl) parses the file into its IIDM network model, and this module converts
@@ -65,8 +65,8 @@ _BIG = 1e300  # IIDM writes "no limit" as +-Double.MAX_VALUE
 
 # file suffix -> format label (what `gridflow cases` lists and `load_case` dispatches on)
 SUFFIXES = {".raw": "PSS/E RAW", ".rawx": "PSS/E RAWX", ".uct": "UCTE-DEF", ".xiidm": "IIDM (XML)",
-            ".iidm": "IIDM (XML)", ".jiidm": "IIDM (JSON)", ".biidm": "IIDM (binary)", ".txt": "IEEE-CDF",
-            ".zip": "CGMES (zip)", ".mat": "MATPOWER .mat", ".dgs": "PowerFactory DGS"}
+            ".iidm": "IIDM (XML)", ".jiidm": "IIDM (JSON)", ".biidm": "IIDM (binary)", ".zip": "CGMES (zip)",
+            ".mat": "MATPOWER .mat", ".dgs": "PowerFactory DGS"}
 INSTALL_HINT = "pip install 'gridflow[formats]' (installs pypowsybl)"
 
 
@@ -98,7 +98,7 @@ def read_powsybl(path: str | Path) -> Case:
     ----------
     path : str or Path
         ``.raw``/``.rawx`` (PSS/E 33-35), ``.uct``, ``.xiidm``/``.iidm``/``.jiidm``,
-        CGMES ``.zip``, IEEE-CDF ``.txt``, ...
+        CGMES ``.zip``, ...
 
     Returns
     -------
@@ -287,7 +287,8 @@ def from_powsybl(network, name: str | None = None, source: str | None = None, ta
     for k in np.flatnonzero(reg):
         b = int(gp[k])
         if b in setpoint and abs(setpoint[b][0] - vg[k]) > 1e-12:
-            raise CaseError(f"generators {setpoint[b][1].strip()} and {gens.index[k].strip()} regulate bus {numbers[b]} to different "
+            raise CaseError(f"generators {setpoint[b][1].strip()} and {gens.index[k].strip()} regulate bus "
+                            f"{numbers[b]} to different "
                             f"voltages ({setpoint[b][0]:.6g} and {vg[k]:.6g} pu)", source=src)
         setpoint.setdefault(b, (float(vg[k]), gens.index[k]))
     for k in np.flatnonzero(g_on & ~reg):  # a fixed-Q generator at a PV bus must not move its setpoint

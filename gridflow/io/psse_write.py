@@ -113,7 +113,8 @@ def write_psse(case: Case, path: str | Path) -> Path:
     out.append("0 / END OF BRANCH DATA, BEGIN TRANSFORMER DATA")
     for k in np.flatnonzero(xf):
         f, t = br.f[k], br.t[k]
-        out += [f"{int(num[f])},{int(num[t])},0,{_q(ckt[k])},1,1,1,0,0,2,'',{int(bool(br.status[k]))},{int(owner[f])},1,"
+        out += [f"{int(num[f])},{int(num[t])},0,{_q(ckt[k])},1,1,1,0,0,2,'',{int(bool(br.status[k]))},"
+                f"{int(owner[f])},1,"
                 "0,1,0,1,0,1,''",
                 f"{_f(br.r[k])},{_f(br.x[k])},{_f(base)}",
                 f"{_f(br.tap[k])},0,{_f(np.rad2deg(br.shift[k]))},{_f(br.rate_a[k] * base)},{_f(br.rate_b[k] * base)},"
@@ -169,7 +170,7 @@ def circuit_ids(case: Case) -> list[str]:
 
 
 def machine_ids(case: Case) -> list[str]:
-    """PSS/E machine id per generator row: the PSS/E reader's (``B<bus>-G<id>``) where kept, else "1", "2", ... per bus."""
+    """PSS/E machine id per generator row: the PSS/E reader's (``B<bus>-G<id>``), else "1", "2", ... per bus."""
     kept = case.meta.get("gen_ids")
     if kept is not None and len(kept) == case.ng:
         ids = [re.match(r"^B\d+-G(.*)$", str(g)) for g in kept]
