@@ -188,6 +188,18 @@ class Case:
             new["branch"] = _make(Branches, _BRANCH_DTYPES, **{**_asdict(self.branch), **branch})
         return dataclasses.replace(self, **new)
 
+    def to_matpower(self, path):
+        """Write the case as a MATPOWER ``.m`` file (:func:`gridflow.io.matpower_write.write_matpower`)."""
+        from gridflow.io.matpower_write import write_matpower
+
+        return write_matpower(self, path)
+
+    def to_psse(self, path):
+        """Write the case as a PSS/E RAW version-33 file (:func:`gridflow.io.psse_write.write_psse`)."""
+        from gridflow.io.psse_write import write_psse
+
+        return write_psse(self, path)
+
     def total_load_mw(self) -> float:
         """Total constant-power load P of the case, MW."""
         return float(self.bus.pd.sum() * self.base_mva)

