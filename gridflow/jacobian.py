@@ -234,3 +234,54 @@ def ybus_diagonal(Yrow, Ycol, xp=np):
     """Position of each bus's diagonal entry among Ybus's stored values (nb,), int64."""
     pos = xp.flatnonzero(Yrow == Ycol)
     return pos[xp.argsort(Yrow[pos])]
+
+
+def entry_values(kind, a, S, inv_vm_k, inv_vm_i, on_diag, xp=np):
+    """J values from their source terms (see the module docstring): ``kind`` int8, ``a = V_i conj(Y_p V_k)``,
+    ``S = V_i conj(Ibus_i)`` (used on diagonal entries), ``1/|V_k|``, ``1/|V_i|``, ``on_diag`` (p is a
+    diagonal Ybus entry); the SLACK kind gives 0 here (its value is -w)."""
+    out = xp.where(kind == RE_DVA, a.imag, 0.0)
+    out = xp.where(kind == IM_DVA, -a.real, out)
+    out = xp.where(kind == RE_DVM, a.real * inv_vm_k, out)
+    out = xp.where(kind == IM_DVM, a.imag * inv_vm_k, out)
+    d = (xp.where(kind == RE_DVA, -S.imag, 0.0) + xp.where(kind == IM_DVA, S.real, 0.0)
+         + xp.where(kind == RE_DVM, S.real * inv_vm_i, 0.0) + xp.where(kind == IM_DVM, S.imag * inv_vm_i, 0.0))
+    return out + xp.where(on_diag & (kind != SLACK), d, 0.0)
+
+
+def _inv_abs(V, xp=np):
+    m = xp.abs(V)
+    return xp.where(m > 0, 1.0 / xp.where(m > 0, m, 1.0), 0.0)
+
+
+def jacobian_entries(V, Ibus, Ydata, Yrow, Ycol, pattern: JacobianPattern, pos, w=None, xp=np):
+    """Selected J values: ``jacobian_values(...)[..., pos]`` without computing the others.
+
+    Parameters
+    ----------
+    V, Ibus : complex128 (k, nb)
+        One voltage and current vector per requested row of ``pos``.
+    Ydata : complex128 (k, nnzY)
+        Ybus values per row (outages applied).
+    pos : int (k, m)
+        Storage positions in ``pattern`` (m positions per row).
+    w : float64 (k, nb), optional
+        Participation factors (patterns with ``slack``).
+
+    Returns
+    -------
+    float64 (k, m)
+    """
+    kind = pattern.kind[pos]
+    src = pattern.src[pos]
+    rows = xp.arange(pos.shape[0])[:, None]
+    slack = kind == SLACK
+    p = xp.where(slack, 0, src)
+    i, k = Yrow[p], Ycol[p]
+    Vi, Vk = V[rows, i], V[rows, k]
+    a = Vi * xp.conj(Ydata[rows, p] * Vk)
+    out = entry_values(kind, a, Vi * xp.conj(Ibus[rows, i]), _inv_abs(Vk, xp), _inv_abs(Vi, xp), i == k, xp)
+    if pattern.slack:
+        ws = 0.0 if w is None else -w[rows, xp.where(slack, src, 0)]
+        out = xp.where(slack, ws, out)
+    return out

@@ -241,3 +241,32 @@ def solve_checked(lu, b: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise SingularJacobian("the Jacobian is singular (the Newton step is not finite)")
     return x
+
+
+class _CscPattern:
+    """The pattern of a SciPy CSC matrix, in the form :func:`make_solver` takes."""
+
+    fmt = "csc"
+
+    def __init__(self, A):
+        self.n = A.shape[0]
+        self.indptr = A.indptr
+        self.indices = A.indices
+
+
+def factorized(A, solver: str = "auto"):
+    """A factorization of the sparse square matrix ``A`` (any SciPy format) with ``.solve(b)`` for b (n,) or
+    (n, k): KLU where available (its multi-right-hand-side solve is much faster than SuperLU's).
+
+    Raises :class:`SingularJacobian` when ``A`` is singular.
+    """
+    A = sp.csc_matrix(A)
+    A.sum_duplicates()
+    A.sort_indices()
+    if resolve_name(solver) == "klu":
+        pat = _CscPattern(A)
+        return KLUSolver(pat, KLUSymbolic(pat)).factorize(A.data)
+    try:
+        return spla.splu(A)
+    except RuntimeError as e:
+        raise SingularJacobian(f"the matrix is singular ({e})") from None

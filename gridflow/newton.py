@@ -174,7 +174,7 @@ def newton(ops, pattern, Sbus, V0, *, w=None, free=None, tol: float, max_iter: i
             idx = xp.flatnonzero(chordable)
             if int(idx.size) == 0:  # sync
                 break
-            d = ops.chord_solve(F[idx])
+            d = ops.chord_solve(idx, F[idx])
             if free is not None:
                 d = xp.where(free[idx], d, 0.0)
             Va_t, Vm_t, s_t, V_t = apply(idx, d, xp.ones(len(idx)))

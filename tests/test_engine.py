@@ -369,3 +369,33 @@ def test_bad_outage_rows_are_refused(case2000):
         gridflow.solve_batch(case2000, branch_out=[[case2000.nl]])
     with pytest.raises(gridflow.GridflowError, match="gen_out"):
         gridflow.solve_batch(case2000, gen_out=[[-1]])
+
+
+def test_compensated_chord_is_the_outage_jacobian(case2000):
+    """Woodbury on J0 gives the outage scenario's own Jacobian at the start (gridflow.compensation)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from gridflow.backends.cpu import CPUBatchOps
+    from gridflow.jacobian import jacobian_values
+
+    model = PowerFlowModel(case2000)
+    net = model.net
+    rows = _sample_non_bridges(model, 5, seed=11)
+    pattern = model.pattern(net.pvpq, net.pq)
+    spec = model.spec(len(rows), np.arange(len(rows)), rows, None, model.branch_terms)
+    ops = CPUBatchOps(model, pattern, spec, threads=1)
+    V0 = model.solve().V
+    I0 = model.Ybus @ V0
+    ops.chord_factorize(V0, I0, None)
+    rng = np.random.default_rng(5)
+    F = rng.standard_normal((len(rows), pattern.n))
+    got = ops.chord_solve(np.arange(len(rows)), F)
+    for j in range(len(rows)):
+        Yd = ops._ydata(j)
+        Vj = V0
+        Ij = sp.csr_matrix((Yd, model.Ybus.indices, model.Ybus.indptr), shape=model.Ybus.shape) @ Vj
+        data = jacobian_values(Vj, Ij, Yd, model.Yrow, model.Ybus.indices, pattern, diag=model.Ydiag)
+        J = sp.csc_matrix((data, pattern.indices, pattern.indptr), shape=(pattern.n, pattern.n))
+        want = spla.spsolve(J, F[j])
+        np.testing.assert_allclose(got[j], want, rtol=1e-8, atol=1e-9 * np.abs(want).max())

@@ -101,13 +101,16 @@ class BatchOps(Protocol):
         """
 
     def chord_factorize(self, V, Ibus, w) -> None:
-        """Factorize the Jacobian at one voltage (nb,) of the base topology, nothing pinned.
+        """Factorize the Jacobian J0 at one voltage (nb,) of the base topology, nothing pinned; a backend
+        may also prepare each outage scenario's own start Jacobian as a low-rank change of J0
+        (:mod:`gridflow.compensation`).
 
-        Raises :class:`gridflow.linalg.SingularJacobian` if it is singular.
+        Raises :class:`gridflow.linalg.SingularJacobian` if J0 is singular.
         """
 
-    def chord_solve(self, F):
-        """Solve ``J0 d = F`` for every row of F (k, n) with the chord factorization."""
+    def chord_solve(self, idx, F):
+        """Chord steps for the scenarios ``idx`` (k,): solve ``J0 d = F`` (or the scenario's compensated
+        start Jacobian) for every row of F (k, n)."""
 
     def close(self) -> None: ...
 

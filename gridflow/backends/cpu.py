@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gridflow import compensation
 from gridflow.backends.base import BatchSpec
 from gridflow.jacobian import jacobian_values
 from gridflow.linalg import SingularJacobian
@@ -52,6 +53,7 @@ class CPUBatchOps:
         np.cumsum(np.bincount(np.asarray(spec.out_t, np.int64), minlength=T), out=self._out_ptr[1:])
         self._pinned = None if spec.free is None else ~spec.free.all(axis=1)
         self._chord = None
+        self._lowrank = None
 
     def to_device(self, a):
         return np.asarray(a)
@@ -122,9 +124,19 @@ class CPUBatchOps:
     def chord_factorize(self, V, Ibus, w):
         data = jacobian_values(V, Ibus, self.Ydata, self.Yrow, self.Ycol, self.pattern, diag=self.Ydiag, w=w)
         self._chord = self.model.local_solver(self.pattern, "chord").factorize(data)
+        # outage scenarios: their own start Jacobian as a low-rank change of J0 (gridflow.compensation)
+        self._lowrank = compensation.prepare(self.pattern, self.spec, self.spec.terms, V, Ibus, self.Ydata,
+                                             self.Yrow, self.Ycol, data, self._solve0)
 
-    def chord_solve(self, F):
-        return self._chord.solve(np.asfortranarray(F.T)).T
+    def _solve0(self, B):
+        """J0^-1 B for B (n, k)."""
+        return self._chord.solve(np.asfortranarray(B))
+
+    def chord_solve(self, idx, F):
+        x0 = self._solve0(F.T).T
+        if self._lowrank is None:
+            return x0
+        return compensation.apply(self._lowrank, np.asarray(idx), F, x0, self._solve0)
 
     def close(self):
         self._chord = None
