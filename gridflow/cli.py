@@ -62,12 +62,16 @@ def main(ctx, verbose, debug):
 @click.option("--max-iter", type=click.IntRange(min=1), default=30, show_default=True,
               help="Newton iterations per start.")
 @click.option("--q-lims", is_flag=True, help="Enforce generator reactive limits (PV -> PQ).")
+@click.option("--distributed-slack", is_flag=True,
+              help="Share the slack among generators (participation: the net's slack weights, else Pmax).")
+@click.option("--participation", type=click.Choice(["pmax", "headroom"]),
+              help="Participation factors of --distributed-slack (default: slack weights, else pmax).")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
 @click.option("--solver", type=click.Choice(["auto", "klu", "superlu"]), default="auto", show_default=True,
               help="CPU sparse LU.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write bus, branch and gen results: .csv (three files), .json or .parquet (three files).")
-def solve(case, init, tol_mva, max_iter, q_lims, backend, solver, out):
+def solve(case, init, tol_mva, max_iter, q_lims, distributed_slack, participation, backend, solver, out):
     """Solve the AC power flow of CASE (a .m, pandapower .json, PSS/E .raw/.rawx, CGMES .zip, UCTE .uct or
     IIDM file, or a case name; default: the 25,000-bus US Northeast/Mid-Atlantic synthetic grid)."""
     import time
@@ -81,8 +85,10 @@ def solve(case, init, tol_mva, max_iter, q_lims, backend, solver, out):
     t0 = time.perf_counter()
     c = load_case(case)
     t1 = time.perf_counter()
+    if participation is not None and not distributed_slack:
+        raise GridflowError("--participation needs --distributed-slack")
     res = solve_case(c, backend=backend, init=init, tol_mva=tol_mva, max_iter=max_iter, enforce_q_lims=q_lims,
-                     solver=solver)
+                     distributed_slack=distributed_slack, participation=participation, solver=solver)
     t2 = time.perf_counter()
     s = res.summary()
     click.echo(_format_summary(s, load_s=t1 - t0, solve_s=t2 - t1))

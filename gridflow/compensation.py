@@ -1,25 +1,27 @@
-"""Outages as low-rank changes of the chord Jacobian (the compensation method, Woodbury's identity).
+"""Scenario Jacobians as low-rank changes of the chord Jacobian (the compensation method, Woodbury's identity).
 
-Taking branches out of service changes four Ybus entries per branch, so at the
-shared start ``V0`` the Jacobian of an outage scenario differs from the base
-one ``J0`` only in the rows of the P and Q equations of the branches' end
-buses (R) and the columns of their Va and Vm unknowns (C)::
+A batch factorizes one Jacobian ``J0`` (at the shared start, base topology,
+nothing pinned). A scenario's own Jacobian at that start differs from ``J0``
+only in a few rows R:
 
-    J_t = J0 - E_R D E_C^T,     D = J0[R, C] - J_t[R, C]     (|R| x |C|, at most 4m x 4m)
+* taking branches out of service changes four Ybus entries per branch, so the
+  P and Q rows of the branches' end buses change;
+* a pinned row (a de-energized bus, an island's own slack, a PV bus's Q row in
+  a formulation that also carries PQ buses) becomes the identity row.
 
-With ``J0`` factorized once for the whole batch, Woodbury's identity gives the
+Writing ``J_t = J0 - E_R Δ`` with ``Δ = J0[R, :] - J_t[R, :]`` (nonzero only in
+the columns C those rows touch, ``Δ = D E_C^T``), Woodbury's identity gives the
 scenario's own start Jacobian without factorizing it::
 
-    J_t^-1 b = J0^-1 (b + E_R D y),   y = K^-1 (J0^-1 b)[C],   K = I - (J0^-1 E_R)[C, :] D
+    J_t^-1 b = x0 + X y,   x0 = J0^-1 b,   X = J0^-1 E_R,   y = K^-1 D x0[C],   K = I - D X[C, :]
 
-(two shared triangular solves per step and a small dense solve). Chord steps
-with ``J_t`` converge like Newton's method from a warm start, so most
-contingencies (NERC TPL-001 P1) are solved with no factorization of their own.
-``K`` singular means the outage splits an island; such scenarios, and
-scenarios with pinned rows, take the plain chord (``J0``) and, if it does not
-contract, Newton steps.
-
-Written over ``xp`` (NumPy here; the GPU backend can use it with CuPy).
+(one shared triangular solve per step when X is kept, two when memory says
+not to keep it, plus a |R| x |R| dense product). Chord steps with ``J_t``
+converge like Newton's method from a warm start, so most contingencies (NERC
+TPL-001 P1) are solved with no factorization of their own. ``K`` singular
+(numerically) means the scenario's start Jacobian is; such scenarios, and those
+changing more than ``MAX_ROWS`` rows (large de-energized islands), take the
+plain chord (``J0``) and, if it does not contract, Newton steps.
 """
 
 from __future__ import annotations
@@ -27,150 +29,178 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from gridflow.jacobian import _inv_abs, entry_values
+from gridflow.jacobian import SLACK, _inv_abs, entry_values
 
-#: K with a condition number above this is taken as singular (the outage splits an island)
+#: scenarios changing more rows than this take the plain chord
+MAX_ROWS = 48
+#: K with a condition number above this is taken as singular
 _COND_MAX = 1e10
-#: unit right-hand sides solved at once when preparing (bounds memory: n x this many doubles)
+#: unit right-hand sides solved at once when preparing, and the largest X kept: numbers (n x columns)
 _SETUP_CELLS = 20_000_000
+_KEEP_CELLS = 8_000_000
 
 
 @dataclass(frozen=True)
 class LowRank:
-    """Per-scenario Woodbury data (q scenarios with a correction; W = padded block size).
+    """Per-scenario Woodbury data (q scenarios with a correction; padded widths WR rows, WC columns).
 
-    loc : int64 (T,) — position among the q, or -1 (no correction);
-    R, C : int64 (q, W) — rows / columns of J (padding: 0 with ``Rm``/``Cm`` False);
-    Rm, Cm : bool (q, W); D : float64 (q, W, W); Kinv : float64 (q, W, W).
+    loc : int64 (T,) — position among the q, or -1; R : int64 (q, WR), Rm : bool (q, WR) — changed rows;
+    C : int64 (q, WC), Cm : bool (q, WC) — the columns they touch; D : float64 (q, WR, WC);
+    Kinv : float64 (q, WR, WR); X : float64 (q, n, WR) or None (J0^-1 E_R, when kept).
     """
 
     loc: np.ndarray
     R: np.ndarray
-    C: np.ndarray
     Rm: np.ndarray
+    C: np.ndarray
     Cm: np.ndarray
     D: np.ndarray
     Kinv: np.ndarray
+    X: np.ndarray | None
 
 
-def _position_matrix(pattern):
-    """CSR (n, n) holding storage position + 1 of every J entry (cached on the pattern)."""
-    pm = getattr(pattern, "_posmat", None)
-    if pm is None:
-        n = pattern.n
-        pm = sp.csr_matrix((np.arange(pattern.nnz, dtype=np.int64) + 1, (pattern.row, pattern.col)), shape=(n, n))
-        object.__setattr__(pattern, "_posmat", pm)
-    return pm
+def _row_view(pattern):
+    """(row_ptr, storage positions in row order, their columns), cached on the pattern."""
+    rv = getattr(pattern, "_rowview", None)
+    if rv is None:
+        order = np.argsort(pattern.row, kind="stable")
+        ptr = np.zeros(pattern.n + 1, np.int64)
+        np.cumsum(np.bincount(pattern.row, minlength=pattern.n), out=ptr[1:])
+        rv = (ptr, order, pattern.col[order].astype(np.int64))
+        object.__setattr__(pattern, "_rowview", rv)
+    return rv
 
 
 def _bus_rows(pattern, nb):
-    """(P row, Q row, Va column, Vm column) of every bus, -1 where it has none."""
-    s0 = 1 if pattern.slack else 0
+    """P row and Q row of every bus, -1 where it has none."""
     n_p = len(pattern.prow)
     rowP = np.full(nb, -1, np.int64)
     rowP[pattern.prow] = np.arange(n_p)
     rowQ = np.full(nb, -1, np.int64)
     rowQ[pattern.mag] = n_p + np.arange(len(pattern.mag))
-    colA = np.full(nb, -1, np.int64)
-    colA[pattern.ang] = s0 + np.arange(len(pattern.ang))
-    return rowP, rowQ, colA, rowQ
+    return rowP, rowQ
 
 
-def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve):
-    """The :class:`LowRank` data of a batch's outage scenarios, or None.
+def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve, w0=None):
+    """The :class:`LowRank` data of a batch's scenarios that differ from J0, or None.
 
-    ``V0``, ``Ibus0`` (nb,): the chord point; ``J0data``: J0's values; ``solve(B)``: ``J0^-1 B`` for B (n, k).
-    Only scenarios whose rows are all free take part.
+    ``V0``, ``Ibus0`` (nb,): the chord point; ``J0data``: J0's values; ``solve(B)``: ``J0^-1 B`` for B (n, k);
+    ``w0`` (nb,): the participation factors J0 was built with (distributed slack).
     """
     T = spec.T
-    if not spec.has_outages:
-        return None
     nb = len(V0)
-    free_all = np.ones(T, bool) if spec.free is None else spec.free.all(axis=1)
+    n = pattern.n
     order = np.argsort(spec.out_t, kind="stable")
     out_t, out_k = np.asarray(spec.out_t)[order], np.asarray(spec.out_k)[order]
     ptr = np.zeros(T + 1, np.int64)
     np.cumsum(np.bincount(out_t, minlength=T), out=ptr[1:])
-    scen = np.flatnonzero(free_all & (np.diff(ptr) > 0))
-    if not len(scen):
+    pinned = np.zeros(T, bool) if spec.free is None else ~spec.free.all(axis=1)
+    cand = np.flatnonzero((np.diff(ptr) > 0) | pinned)
+    if not len(cand):
         return None
-    rowP, rowQ, colA, colM = _bus_rows(pattern, nb)
-    R_l, C_l = [], []
-    for t in scen:
+    rowP, rowQ = _bus_rows(pattern, nb)
+    rptr, rpos, rcol = _row_view(pattern)
+    scen, R_l, P_l = [], [], []
+    for t in cand:
         ks = out_k[ptr[t]:ptr[t + 1]]
-        buses = np.unique(np.r_[terms.f[ks], terms.t[ks]])
-        R = np.r_[rowP[buses], rowQ[buses]]
-        C = np.r_[colA[buses], colM[buses]]
-        R_l.append(R[R >= 0])
-        C_l.append(C[C >= 0])
-    W = max(max(len(r) for r in R_l), max(len(c) for c in C_l), 1)
+        buses = np.unique(np.r_[terms.f[ks], terms.t[ks]]) if len(ks) else np.zeros(0, np.int64)
+        rows = np.r_[rowP[buses], rowQ[buses]]
+        pins = np.flatnonzero(~spec.free[t]) if pinned[t] else np.zeros(0, np.int64)
+        rows = np.union1d(rows[rows >= 0], pins)
+        if len(rows) > MAX_ROWS:
+            continue
+        scen.append(t)
+        R_l.append(rows)
+        P_l.append(pins)
+    if not scen:
+        return None
+    scen = np.asarray(scen)
     q = len(scen)
-    R = np.zeros((q, W), np.int64)
-    C = np.zeros((q, W), np.int64)
-    Rm = np.zeros((q, W), bool)
-    Cm = np.zeros((q, W), bool)
-    for j, (r, c) in enumerate(zip(R_l, C_l, strict=True)):
-        R[j, :len(r)], Rm[j, :len(r)] = r, True
-        C[j, :len(c)], Cm[j, :len(c)] = c, True
-    # J entries at R x C: storage positions (0: no entry)
-    pm = _position_matrix(pattern)
-    rr = np.repeat(R[:, :, None], W, axis=2)
-    cc = np.repeat(C[:, None, :], W, axis=1)
-    pos1 = np.asarray(pm[rr.reshape(-1), cc.reshape(-1)]).reshape(q, W, W)
-    pos1 = np.where(Rm[:, :, None] & Cm[:, None, :], pos1, 0)
-    has = pos1 > 0
-    pos = np.where(has, pos1 - 1, 0)
-    kind = pattern.kind[pos]
-    src = pattern.src[pos]
-    from gridflow.jacobian import SLACK
-
+    WR = max(len(r) for r in R_l)
+    # the columns each scenario's rows touch, and those entries' storage positions
+    C_l, E_l = [], []
+    for rows in R_l:
+        e = np.concatenate([rpos[rptr[r]:rptr[r + 1]] for r in rows])
+        C_l.append(np.unique(pattern.col[e].astype(np.int64)))
+        E_l.append(e)
+    WC = max(len(c) for c in C_l)
+    R = np.zeros((q, WR), np.int64)
+    Rm = np.zeros((q, WR), bool)
+    C = np.zeros((q, WC), np.int64)
+    Cm = np.zeros((q, WC), bool)
+    D = np.zeros((q, WR, WC))
+    # the scenario's J at V0 in its changed rows, entry by entry (all scenarios at once)
+    jj, ee = [], []
+    for j, e in enumerate(E_l):
+        jj.append(np.full(len(e), j))
+        ee.append(e)
+    jj, ee = np.concatenate(jj), np.concatenate(ee)
+    kind, src = pattern.kind[ee], pattern.src[ee]
     p = np.where(kind == SLACK, 0, src)
     i, k = Yrow[p], Ycol[p]
-    # the scenario's Ybus values at those entries and its Ibus at the rows' buses (at V0)
     Ysel = Ydata[p].copy()
     Ibus_i = Ibus0[i].copy()
     for j, t in enumerate(scen):
+        m = jj == j
         for kb in out_k[ptr[t]:ptr[t + 1]]:
+            pj = p[m]
+            ij = i[m]
+            y = Ysel[m]
             for pp, dy in ((terms.pff[kb], terms.Yff[kb]), (terms.pft[kb], terms.Yft[kb]),
                            (terms.ptf[kb], terms.Ytf[kb]), (terms.ptt[kb], terms.Ytt[kb])):
-                Ysel[j][p[j] == pp] -= dy
+                y = np.where(pj == pp, y - dy, y)
+            Ysel[m] = y
             Vf, Vt = V0[terms.f[kb]], V0[terms.t[kb]]
-            Ibus_i[j][i[j] == terms.f[kb]] -= terms.Yff[kb] * Vf + terms.Yft[kb] * Vt
-            Ibus_i[j][i[j] == terms.t[kb]] -= terms.Ytf[kb] * Vf + terms.Ytt[kb] * Vt
+            ib = Ibus_i[m]
+            ib = np.where(ij == terms.f[kb], ib - (terms.Yff[kb] * Vf + terms.Yft[kb] * Vt), ib)
+            ib = np.where(ij == terms.t[kb], ib - (terms.Ytf[kb] * Vf + terms.Ytt[kb] * Vt), ib)
+            Ibus_i[m] = ib
     Vi, Vk = V0[i], V0[k]
     Jt = entry_values(kind, Vi * np.conj(Ysel * Vk), Vi * np.conj(Ibus_i), _inv_abs(Vk), _inv_abs(Vi), i == k)
-    J0v = J0data[pos]
-    D = np.where(has & (kind != SLACK), J0v - Jt, 0.0)  # the slack column does not change
-    # (J0^-1 E_R)[C, :] in chunks of unit right-hand sides
-    n = pattern.n
-    XC = np.zeros((q, W, W))
-    step = max(1, int(_SETUP_CELLS // max(n * W, 1)))
+    if pattern.slack:
+        Jt = np.where(kind == SLACK, 0.0 if w0 is None else -w0[np.where(kind == SLACK, src, 0)], Jt)
+    row_e, col_e = pattern.row[ee].astype(np.int64), pattern.col[ee].astype(np.int64)
+    for j in range(q):
+        rows, cols, pins = R_l[j], C_l[j], P_l[j]
+        R[j, :len(rows)], Rm[j, :len(rows)] = rows, True
+        C[j, :len(cols)], Cm[j, :len(cols)] = cols, True
+        m = jj == j
+        jt = np.where(np.isin(row_e[m], pins), np.where(row_e[m] == col_e[m], 1.0, 0.0), Jt[m])
+        ri = np.searchsorted(rows, row_e[m])
+        ci = np.searchsorted(cols, col_e[m])
+        D[j, ri, ci] = J0data[ee[m]] - jt
+    # X = J0^-1 E_R, in chunks of unit right-hand sides; kept when small enough
+    keep = q * n * WR <= _KEEP_CELLS
+    X_all = np.zeros((q, n, WR)) if keep else None
+    XC = np.zeros((q, WC, WR))
+    step = max(1, int(_SETUP_CELLS // max(n * WR, 1)))
     for a in range(0, q, step):
         b = min(q, a + step)
-        m = b - a
-        E = np.zeros((n, m * W))
-        cols = np.arange(m * W)
-        rows = R[a:b].reshape(-1)
+        mm = b - a
+        E = np.zeros((n, mm * WR))
+        cols = np.arange(mm * WR)
+        rr = R[a:b].reshape(-1)
         ok = Rm[a:b].reshape(-1)
-        E[rows[ok], cols[ok]] = 1.0
-        X = solve(E)  # (n, m W)
-        X = X.reshape(n, m, W).transpose(1, 0, 2)  # (m, n, W)
-        XC[a:b] = np.take_along_axis(X, C[a:b][:, :, None], axis=1)
-    XC = np.where(Cm[:, :, None] & Rm[:, None, :], XC, 0.0)
-    K = np.eye(W)[None] - XC @ D
+        E[rr[ok], cols[ok]] = 1.0
+        X = solve(E).reshape(n, mm, WR).transpose(1, 0, 2)  # (mm, n, WR)
+        X = X * Rm[a:b][:, None, :]
+        if keep:
+            X_all[a:b] = X
+        XC[a:b] = np.take_along_axis(X, C[a:b][:, :, None], axis=1) * Cm[a:b][:, :, None]
+    K = np.eye(WR)[None] - D @ XC
+    pad = ~Rm
+    K[pad[:, :, None] & np.eye(WR, dtype=bool)[None]] = 1.0  # identity on padded rows
     cond = np.linalg.cond(K)
     good = np.isfinite(cond) & (cond < _COND_MAX)
-    Kinv = np.zeros_like(K)
-    if good.any():
-        Kinv[good] = np.linalg.inv(K[good])
-    loc = np.full(T, -1, np.int64)
-    sel = np.flatnonzero(good)
-    loc[scen[sel]] = np.arange(len(sel))
-    if not len(sel):
+    if not good.any():
         return None
-    return LowRank(loc=loc, R=R[sel], C=C[sel], Rm=Rm[sel], Cm=Cm[sel], D=D[sel], Kinv=Kinv[sel])
+    sel = np.flatnonzero(good)
+    Kinv = np.linalg.inv(K[sel])
+    loc = np.full(T, -1, np.int64)
+    loc[scen[sel]] = np.arange(len(sel))
+    return LowRank(loc=loc, R=R[sel], Rm=Rm[sel], C=C[sel], Cm=Cm[sel], D=D[sel], Kinv=Kinv,
+                   X=None if X_all is None else X_all[sel])
 
 
 def apply(lr: LowRank, idx, F, x0, solve):
@@ -182,10 +212,13 @@ def apply(lr: LowRank, idx, F, x0, solve):
         return x0
     L = j_loc[rows]
     xc = np.take_along_axis(x0[rows], lr.C[L], axis=1) * lr.Cm[L]
-    y = np.einsum("qij,qj->qi", lr.Kinv[L], xc)
-    z = np.einsum("qij,qj->qi", lr.D[L], y) * lr.Rm[L]
-    rhs = F[rows].copy()
-    np.add.at(rhs, (np.repeat(np.arange(len(rows)), lr.R.shape[1]), lr.R[L].reshape(-1)), z.reshape(-1))
+    y = np.einsum("qij,qj->qi", lr.Kinv[L], np.einsum("qij,qj->qi", lr.D[L], xc))
     out = x0.copy()
-    out[rows] = solve(rhs.T).T
+    if lr.X is not None:
+        out[rows] += np.einsum("qnr,qr->qn", lr.X[L], y)
+    else:
+        rhs = np.zeros((len(rows), x0.shape[1]))
+        np.add.at(rhs, (np.repeat(np.arange(len(rows)), lr.R.shape[1]), lr.R[L].reshape(-1)),
+                  (y * lr.Rm[L]).reshape(-1))
+        out[rows] += solve(rhs.T).T
     return out

@@ -126,7 +126,7 @@ class CPUBatchOps:
         self._chord = self.model.local_solver(self.pattern, "chord").factorize(data)
         # outage scenarios: their own start Jacobian as a low-rank change of J0 (gridflow.compensation)
         self._lowrank = compensation.prepare(self.pattern, self.spec, self.spec.terms, V, Ibus, self.Ydata,
-                                             self.Yrow, self.Ycol, data, self._solve0)
+                                             self.Yrow, self.Ycol, data, self._solve0, w)
 
     def _solve0(self, B):
         """J0^-1 B for B (n, k)."""
