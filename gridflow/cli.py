@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("gridflow: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # output piped into a reader that stopped early (| head): nothing to report
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit flush quiet
+            except OSError:
+                pass
+            sys.exit(0)
         except Exception as e:  # a bug, not bad input: still one line, unless --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise

