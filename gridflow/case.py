@@ -197,8 +197,9 @@ def check_case(case: Case, source: str | None = None) -> None:
 
     Checks: array lengths, non-finite numbers, duplicate bus numbers, bus
     types, base kV, branch and generator ends out of range, zero-impedance
-    branches, zero tap ratios, generator voltage setpoints, base MVA and a
-    slack bus with an in-service generator.
+    branches, zero tap ratios, the voltage setpoints of in-service generators
+    at PV and ref buses (the only ones used), base MVA and a slack bus with an
+    in-service generator.
     """
     src = source or case.name
     if not np.isfinite(case.base_mva) or case.base_mva <= 0:
@@ -255,7 +256,10 @@ def check_case(case: Case, source: str | None = None) -> None:
         raise CaseError(f"branch {i} ({_label(case, 'branch', i)}): tap ratio must be positive, got {br.tap[i]:g} "
                         "(1 for lines)", source=src)
     g = case.gen
-    bad = g.status & (g.vg <= 0)
+    # a setpoint is used only where it regulates: in-service generators at PV and ref buses (MATPOWER and
+    # pandapower ignore Vg at a PQ bus, so any value there, 0 included, is accepted)
+    regulating = g.status & np.isin(case.bus.type[g.bus], (PV, REF))
+    bad = regulating & ~(g.vg > 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise CaseError(f"gen {_label(case, 'gen', i)}: voltage setpoint must be positive, got {g.vg[i]:g} pu",
