@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gridflow.errors import CaseError
-from gridflow.io import load_case, read_matpower
+from gridflow.io import read_matpower
 from gridflow.solve import solve
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
