@@ -81,7 +81,7 @@ class Branches:
     r: np.ndarray  # float64 pu
     x: np.ndarray  # float64 pu
     b: np.ndarray  # float64 pu, total line charging susceptance
-    rate_a: np.ndarray  # float64 pu MVA (0 = unlimited)
+    rate_a: np.ndarray  # float64 pu MVA (0 = unrated: not monitored)
     rate_b: np.ndarray  # float64 pu MVA
     rate_c: np.ndarray  # float64 pu MVA
     tap: np.ndarray  # float64, off-nominal ratio at the from side (1.0 for lines)
@@ -92,11 +92,22 @@ class Branches:
     x_asym: np.ndarray | None = None  # float64 pu, extra series x on the to side
     g_asym: np.ndarray | None = None  # float64 pu, extra charging g on the to side
     b_asym: np.ndarray | None = None  # float64 pu, extra charging b on the to side
+    # what a rating means (see gridflow.results.loading_percent). MATPOWER (the defaults): |S| at each end over
+    # rate A/B/C. pandapower nets: a current rating, |S|/|V| at an end over the rate (MVA at 1 pu) times that end's
+    # scale (rated current at that end's base kV); a scale of 0 leaves that end unmonitored (3-winding trafos).
+    rate_current: np.ndarray | None = None  # bool, True: the ratings are current ratings (default False)
+    rate_scale_f: np.ndarray | None = None  # float64, the from end's rating over rate A/B/C (default 1)
+    rate_scale_t: np.ndarray | None = None  # float64, the to end's rating over rate A/B/C (default 1)
 
     def __post_init__(self):
         for name in ("g", "r_asym", "x_asym", "g_asym", "b_asym"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, _frozen(np.zeros(len(self.f)), np.float64))
+        for name in ("rate_scale_f", "rate_scale_t"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _frozen(np.ones(len(self.f)), np.float64))
+        if self.rate_current is None:
+            object.__setattr__(self, "rate_current", _frozen(np.zeros(len(self.f)), bool))
 
     def __len__(self) -> int:
         return len(self.f)
@@ -104,7 +115,7 @@ class Branches:
 
 _BUS_DTYPES = dict(number=np.int64, type=np.int8, area=np.int64, zone=np.int64, name=object)
 _GEN_DTYPES = dict(bus=np.int64, status=bool)
-_BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool)
+_BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool, rate_current=bool)
 
 
 def _make(cls, dtypes, **arrays):
@@ -198,8 +209,8 @@ def check_case(case: Case, source: str | None = None) -> None:
     Checks: array lengths, non-finite numbers, duplicate bus numbers, bus
     types, base kV, branch and generator ends out of range, zero-impedance
     branches, zero tap ratios, the voltage setpoints of in-service generators
-    at PV and ref buses (the only ones used), base MVA and a slack bus with an
-    in-service generator.
+    at PV and ref buses (the only ones used), Qmin above Qmax at an in-service
+    generator, base MVA and a slack bus with an in-service generator.
     """
     src = source or case.name
     if not np.isfinite(case.base_mva) or case.base_mva <= 0:
@@ -264,7 +275,51 @@ def check_case(case: Case, source: str | None = None) -> None:
         i = int(np.flatnonzero(bad)[0])
         raise CaseError(f"gen {_label(case, 'gen', i)}: voltage setpoint must be positive, got {g.vg[i]:g} pu",
                         source=src)
+    bad = g.status & (g.qmin > g.qmax)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"gen {_label(case, 'gen', i)}: Qmin {g.qmin[i] * case.base_mva:g} MVAr is above Qmax "
+                        f"{g.qmax[i] * case.base_mva:g} MVAr", source=src)
     _check_slack(case, src)
+
+
+def setpoint_conflicts(case: Case, vg: np.ndarray | None = None) -> list[tuple[int, np.ndarray, float]]:
+    """Buses where in-service generators hold different voltage setpoints.
+
+    Returns (bus position, the setpoints in generator order, the one used) for
+    every PV or ref bus with two or more in-service generators whose ``vg``
+    differ (``vg``: default ``case.gen.vg``). The one used is the last
+    generator's, as in MATPOWER's and PYPOWER's ``runpf``, which write every
+    generator's setpoint into the start voltage in generator order
+    (``V0[gbus] = gen[on, VG] ...``). pandapower refuses such a net.
+    """
+    g = case.gen
+    vg = g.vg if vg is None else np.asarray(vg, dtype=np.float64)
+    on = np.flatnonzero(g.status & np.isin(case.bus.type[g.bus], (PV, REF)))
+    if len(on) < 2:
+        return []
+    order = np.argsort(g.bus[on], kind="stable")
+    buses, first = np.unique(g.bus[on][order], return_index=True)
+    out = []
+    for b, idx in zip(buses, np.split(on[order], first[1:]), strict=True):
+        v = vg[idx]
+        if len(idx) > 1 and np.ptp(v) > 0:
+            out.append((int(b), v, float(v[-1])))
+    return out
+
+
+def warn_setpoint_conflicts(case: Case, source: str | None = None, vg: np.ndarray | None = None) -> None:
+    """One warning (``warnings.warn``) naming the buses of :func:`setpoint_conflicts`, if any."""
+    import warnings
+
+    conflicts = setpoint_conflicts(case, vg)
+    if not conflicts:
+        return
+    b, v, used = conflicts[0]
+    more = f" and {len(conflicts) - 1} more buses" if len(conflicts) > 1 else ""
+    warnings.warn(f"{source or case.name}: bus {int(case.bus.number[b])}{more}: in-service generators with "
+                  f"different voltage setpoints ({', '.join(f'{x:g}' for x in v)} pu); the last generator's "
+                  f"({used:g} pu) is used, as MATPOWER and PYPOWER do", UserWarning, stacklevel=3)
 
 
 def _check_slack(case: Case, src: str) -> None:

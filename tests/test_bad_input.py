@@ -391,7 +391,7 @@ def test_island_without_slack_is_de_energized(tmp_path, case9_text, case9):
     assert res.summary()["dead_buses"] == 2
     r = cli("solve", str(path))
     assert r.exit_code == 0, r.output
-    assert "2 buses in islands without a slack bus are de-energized (not served)" in r.stdout
+    assert "2 buses de-energized (out of service, isolated or in islands without a slack bus): not served" in r.stdout
     assert r.stderr == ""
 
 
@@ -441,7 +441,11 @@ def test_cli_reports_non_convergence(tmp_path, case9_text):
     r = cli("solve", str(path))
     line = assert_one_line_error(r, code=3)
     assert _WORST.search(line) and "power flow did not converge" in line
-    assert "NOT CONVERGED" in r.stdout
+    # the last iterate is no result: only the case line, no losses, voltages or overloads, no files
+    assert r.stdout.splitlines() == [r.stdout.splitlines()[0]] and r.stdout.startswith("heavy (MATPOWER file): ")
+    r = cli("solve", str(path), "--out", str(tmp_path / "res.csv"))
+    assert_one_line_error(r, code=3)
+    assert "losses" not in r.stdout and "rating" not in r.stdout and not list(tmp_path.glob("res*.csv"))
     r = cli("solve", str(_DATA / "case9.m"), "--max-iter", "1", "--init", "flat")
     assert_one_line_error(r, code=3)
 

@@ -37,7 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gridflow.case import Case, base_kv_problem, check_case, make_branches, make_buses, make_gens
+from gridflow.case import (
+    Case,
+    base_kv_problem,
+    check_case,
+    make_branches,
+    make_buses,
+    make_gens,
+    warn_setpoint_conflicts,
+)
 from gridflow.errors import CaseError
 from gridflow.io import mcode
 from gridflow.io.mcode import CodeError, split_statements
@@ -751,5 +759,12 @@ def _to_case(name, base_mva, bus, gen, branch, names, src, fields) -> Case:
         ),
         meta={"source": src, "format": "matpower"},
     )
+    g = case.gen
+    bad = g.status & (g.qmin > g.qmax)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"generator {k + 1} at bus {int(number[gbus[k]])}: QMIN {gen[k, QMIN]:g} is above QMAX "
+                        f"{gen[k, QMAX]:g}", source=src, line=gen.lines[k])
     check_case(case, src)
+    warn_setpoint_conflicts(case, src)
     return case
