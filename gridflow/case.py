@@ -210,7 +210,8 @@ def check_case(case: Case, source: str | None = None) -> None:
     types, base kV, branch and generator ends out of range, zero-impedance
     branches, zero tap ratios, the voltage setpoints of in-service generators
     at PV and ref buses (the only ones used), Qmin above Qmax at an in-service
-    generator, base MVA and a slack bus with an in-service generator.
+    generator, magnitudes no power system has (|P|, |Q|, |r|, |x|, |b| above 1e6
+    pu, |V| above 10 pu...), base MVA and a slack bus with an in-service generator.
     """
     src = source or case.name
     if not np.isfinite(case.base_mva) or case.base_mva <= 0:
@@ -245,6 +246,17 @@ def check_case(case: Case, source: str | None = None) -> None:
                     i = int(np.flatnonzero(bad)[0])
                     label = _label(case, group_name, i)
                     raise CaseError(f"{group_name} {label}: {f.name} is {a[i]} (not a finite number)", source=src)
+    for group_name, group, limits in (("bus", case.bus, _BUS_LIMITS), ("gen", case.gen, _GEN_LIMITS),
+                                      ("branch", case.branch, _BRANCH_LIMITS)):
+        for fname, (lim, unit) in limits.items():
+            a = getattr(group, fname)
+            if group_name == "gen" and fname == "vg":  # only where used (in-service, PV and ref buses)
+                a = np.where(group.status & np.isin(case.bus.type[group.bus], (PV, REF)), a, 0.0)
+            bad = np.abs(a) > lim
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise CaseError(f"{group_name} {_label(case, group_name, i)}: {fname} = {a[i]:g} {unit} is beyond "
+                                f"+-{lim:g} {unit}, no power system value (a unit or typing error?)", source=src)
     num, counts = np.unique(case.bus.number, return_counts=True)
     if (counts > 1).any():
         raise CaseError(f"duplicate bus number {int(num[counts > 1][0])}", source=src)
@@ -320,6 +332,15 @@ def warn_setpoint_conflicts(case: Case, source: str | None = None, vg: np.ndarra
     warnings.warn(f"{source or case.name}: bus {int(case.bus.number[b])}{more}: in-service generators with "
                   f"different voltage setpoints ({', '.join(f'{x:g}' for x in v)} pu); the last generator's "
                   f"({used:g} pu) is used, as MATPOWER and PYPOWER do", UserWarning, stacklevel=3)
+
+
+# magnitudes no power system has (real cases stay below 1e4 pu, 1.3 pu, 2 rad...): refused, so that a typo or
+# a unit error (kV for pu, 1e308) is reported instead of overflowing the solver's arithmetic
+_PU = (1e6, "pu")
+_BUS_LIMITS = {"pd": _PU, "qd": _PU, "gs": _PU, "bs": _PU, "vm": (10.0, "pu"), "va": (1e3, "rad")}
+_GEN_LIMITS = {"pg": _PU, "qg": _PU, "vg": (10.0, "pu")}
+_BRANCH_LIMITS = {"r": _PU, "x": _PU, "b": _PU, "g": _PU, "r_asym": _PU, "x_asym": _PU, "g_asym": _PU,
+                  "b_asym": _PU, "tap": (100.0, ""), "shift": (1e3, "rad")}
 
 
 def _check_slack(case: Case, src: str) -> None:

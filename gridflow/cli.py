@@ -103,8 +103,10 @@ def load_case_warning(load, source):
         warnings.simplefilter("always")
         case = load(source)
     for w in caught:
-        if issubclass(w.category, (UserWarning, RuntimeWarning)):
+        if issubclass(w.category, UserWarning):
             click.echo(f"gridflow: warning: {' '.join(str(w.message).split())}", err=True)
+        else:  # not ours to rephrase: shown as Python shows it
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return case
 
 
