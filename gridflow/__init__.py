@@ -6,16 +6,17 @@
 >>> res.converged, res.bus.vm_pu.min()
 """
 
-from gridflow.batch import BatchResult, solve_batch
+from gridflow.batch import solve_batch
 from gridflow.case import Case
 from gridflow.errors import CaseError, ConvergenceError, GridflowError, ScenarioError, ValidationMismatch
 from gridflow.io import case_names, from_pandapower, load_case, read_matpower
-from gridflow.results import PowerFlowResult
+from gridflow.model import PowerFlowModel
+from gridflow.results import BatchResult, PowerFlowResult
 from gridflow.solve import solve
 
 __all__ = [
-    "Case", "PowerFlowResult", "BatchResult", "load_case", "from_pandapower", "read_matpower", "case_names", "solve",
-    "solve_batch",
+    "Case", "PowerFlowModel", "PowerFlowResult", "BatchResult", "load_case", "from_pandapower", "read_matpower",
+    "case_names", "solve", "solve_batch",
     "GridflowError", "CaseError", "ConvergenceError", "ScenarioError", "ValidationMismatch",
 ]
 __version__ = "0.1.0"

@@ -67,6 +67,11 @@ class Gens:
     status: np.ndarray  # bool, in service
     pmax: np.ndarray  # float64 pu
     pmin: np.ndarray  # float64 pu
+    slack_weight: np.ndarray | None = None  # float64, distributed-slack participation (pandapower); default 0
+
+    def __post_init__(self):
+        if self.slack_weight is None:
+            object.__setattr__(self, "slack_weight", _frozen(np.zeros(len(self.bus)), np.float64))
 
     def __len__(self) -> int:
         return len(self.bus)
@@ -119,7 +124,7 @@ _BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool, rate_current=bool)
 
 
 def _make(cls, dtypes, **arrays):
-    return cls(**{k: _frozen(v, dtypes.get(k, np.float64)) for k, v in arrays.items()})
+    return cls(**{k: _frozen(v, dtypes.get(k, np.float64)) for k, v in arrays.items() if v is not None})
 
 
 def make_buses(**arrays) -> Buses:
@@ -193,6 +198,18 @@ class Case:
         if branch:
             new["branch"] = _make(Branches, _BRANCH_DTYPES, **{**_asdict(self.branch), **branch})
         return dataclasses.replace(self, **new)
+
+    def to_matpower(self, path):
+        """Write the case as a MATPOWER ``.m`` file (:func:`gridflow.io.matpower_write.write_matpower`)."""
+        from gridflow.io.matpower_write import write_matpower
+
+        return write_matpower(self, path)
+
+    def to_psse(self, path):
+        """Write the case as a PSS/E RAW version-33 file (:func:`gridflow.io.psse_write.write_psse`)."""
+        from gridflow.io.psse_write import write_psse
+
+        return write_psse(self, path)
 
     def total_load_mw(self) -> float:
         """Total constant-power load P of the case, MW."""

@@ -68,8 +68,8 @@ def main(ctx, verbose, debug):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write bus, branch and gen results: .csv (three files), .json or .parquet (three files).")
 def solve(case, init, tol_mva, max_iter, q_lims, backend, solver, out):
-    """Solve the AC power flow of CASE (a .m or pandapower .json file, or a case name; default: the
-    25,000-bus US Northeast/Mid-Atlantic synthetic grid)."""
+    """Solve the AC power flow of CASE (a .m, pandapower .json, PSS/E .raw/.rawx, CGMES .zip, UCTE .uct or
+    IIDM file, or a case name; default: the 25,000-bus US Northeast/Mid-Atlantic synthetic grid)."""
     import time
 
     from gridflow.io import load_case
@@ -152,7 +152,8 @@ def _format_summary(s: dict, load_s: float, solve_s: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def validate(case, init, tol_vm, tol_va, tol_flow, as_json):
     """Solve CASE with gridflow and with its reference (pandapower for pandapower cases, PYPOWER for
-    .m files) and print the worst differences; exit 1 beyond tolerance."""
+    .m files, OpenLoadFlow for files read through pypowsybl) and print the worst differences; exit 1
+    beyond tolerance."""
     from gridflow.validate import validate as run
 
     v = run(case, init=init, tol_vm_pu=tol_vm, tol_va_deg=tol_va, tol_flow_mva=tol_flow)
@@ -173,17 +174,66 @@ def validate(case, init, tol_vm, tol_va, tol_flow, as_json):
 
 
 @main.command()
+@click.argument("source")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def convert(source, out):
+    """Read SOURCE (any case gridflow reads) and write it to OUT: .m (MATPOWER) or .raw (PSS/E 33)."""
+    from gridflow.io import convert as run
+
+    path = run(source, out)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.option("--counts/--no-counts", default=True, show_default=True, help="Read each case to count its buses.")
 def cases(counts):
-    """List the case names gridflow resolves, with bus counts."""
-    from gridflow.io import case_names, count_buses
+    """List the case file formats and the case names gridflow resolves, with bus counts."""
+    from gridflow.io import case_formats, case_names, count_buses
+    from gridflow.io.powsybl import INSTALL_HINT
 
+    click.echo("case files:")
+    for suffix, fmt, ok in case_formats():
+        click.echo(f"  {suffix:8s} {fmt:28s} {'read' if ok else 'not available: ' + INSTALL_HINT}")
+    click.echo("  written: .m (MATPOWER), .raw (PSS/E 33) with 'gridflow convert'")
     names = case_names()
     for source, label in (("pandapower", "pandapower.networks"), ("matpower", "matpower package (.m)")):
         click.echo(f"{label}:")
         for n in names[source]:
             nb = count_buses(n, source) if counts else None
             click.echo(f"  {n:24s} {'' if nb is None else f'{nb:>7d} buses'}")
+
+
+@main.command()
+@click.argument("case", default=DEFAULT_CASE, required=False)
+@click.option("--outages", default="all", show_default=True,
+              help="'all' (every in-service branch), 'contab' (the MATPOWER change table shipped for the case), "
+                   "or a file: .m change table, PSS/E .con, .csv (branch/gen rows or from_bus,to_bus).")
+@click.option("--rating", type=click.Choice(["A", "B", "C"]), default="A", show_default=True,
+              help="Post-contingency rating (B/C fall back to A where 0).")
+@click.option("--q-lims", is_flag=True, help="Enforce generator reactive limits (PV -> PQ).")
+@click.option("--distributed-slack", is_flag=True, help="Share the slack among generators by Pmax.")
+@click.option("--tol", "tol_mva", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="MW / MVAr.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all this process may use).")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Worst contingencies shown.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one row per contingency (.csv or .parquet) and <stem>_violations beside it.")
+def contingency(case, outages, rating, q_lims, distributed_slack, tol_mva, threads, top, out):
+    """N-1 contingency analysis of CASE: every outage solved in AC (DC LODF estimates beside)."""
+    from gridflow.contingency import contingency as run
+    from gridflow.io import load_case, outage_list
+
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise GridflowError(f"--out {out}: use a .csv or .parquet file name")
+    if out is not None and not out.parent.exists():
+        raise GridflowError(f"--out {out}: folder {out.parent} does not exist")
+    c = load_case(case)
+    res = run(c, outage_list(outages, c), rating=rating, enforce_q_lims=q_lims, distributed_slack=distributed_slack,
+              tol_mva=tol_mva, threads=threads)
+    click.echo(res.report(top=top))
+    if out is not None:
+        for p in res.write(out):
+            click.echo(f"wrote {p}")
 
 
 main.add_command(study_command)

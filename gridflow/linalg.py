@@ -101,44 +101,70 @@ def _declare(lib):
 _klu = _find_klu()
 
 
-class KLUSolver:
-    """KLU with one symbolic analysis per pattern and refactorization per call."""
+class KLUSymbolic:
+    """KLU's ordering and symbolic analysis of one pattern: immutable once built, shared by threads.
 
-    name = "klu"
+    ``klu_factor``/``klu_refactor``/``klu_solve`` only read the symbolic object; each
+    :class:`KLUSolver` made from it owns its numeric factorization and its ``klu_common``
+    (KLU writes status fields there), so solvers made from one analysis may run in different
+    threads at once.
+    """
 
     def __init__(self, pattern):
         if pattern.fmt != "csc":
             raise ValueError("KLU needs a CSC pattern")
         self.n = pattern.n
-        self._indptr = np.ascontiguousarray(pattern.indptr, dtype=np.int32)
-        self._indices = np.ascontiguousarray(pattern.indices, dtype=np.int32)
+        self.indptr = np.ascontiguousarray(pattern.indptr, dtype=np.int32)
+        self.indices = np.ascontiguousarray(pattern.indices, dtype=np.int32)
         self._common = _KluCommon()
         _klu.klu_defaults(ctypes.byref(self._common))
-        self._symbolic = ctypes.c_void_p(_klu.klu_analyze(self.n, self._indptr.ctypes.data,
-                                                          self._indices.ctypes.data, ctypes.byref(self._common)))
-        if not self._symbolic.value:
+        self.handle = ctypes.c_void_p(_klu.klu_analyze(self.n, self.indptr.ctypes.data, self.indices.ctypes.data,
+                                                       ctypes.byref(self._common)))
+        if not self.handle.value:
             raise SingularJacobian("KLU could not analyse the Jacobian's pattern")
+
+    def __del__(self):
+        if _klu is not None and getattr(self, "handle", None) is not None and self.handle.value:
+            _klu.klu_free_symbolic(ctypes.byref(self.handle), ctypes.byref(self._common))
+
+
+class KLUSolver:
+    """One numeric KLU factorization on a shared :class:`KLUSymbolic`: refactorization per call.
+
+    Not thread-safe itself (it holds one factorization); make one per thread.
+    """
+
+    name = "klu"
+
+    def __init__(self, pattern, symbolic: KLUSymbolic | None = None):
+        self.symbolic = symbolic if symbolic is not None else KLUSymbolic(pattern)
+        self.n = self.symbolic.n
+        self._common = _KluCommon()
+        _klu.klu_defaults(ctypes.byref(self._common))
         self._numeric = ctypes.c_void_p(None)
         self._data = None
 
     def factorize(self, data):
+        sym = self.symbolic
         self._data = np.ascontiguousarray(data, dtype=np.float64)
-        args = (self._indptr.ctypes.data, self._indices.ctypes.data, self._data.ctypes.data, self._symbolic)
+        args = (sym.indptr.ctypes.data, sym.indices.ctypes.data, self._data.ctypes.data, sym.handle)
         if self._numeric.value:
             ok = _klu.klu_refactor(*args, self._numeric, ctypes.byref(self._common))
-            if ok and _klu.klu_rcond(self._symbolic, self._numeric, ctypes.byref(self._common)) \
+            if ok and _klu.klu_rcond(sym.handle, self._numeric, ctypes.byref(self._common)) \
                     and self._common.rcond > _KLU_RCOND_MIN:
                 return self
             _klu.klu_free_numeric(ctypes.byref(self._numeric), ctypes.byref(self._common))
         self._numeric = ctypes.c_void_p(_klu.klu_factor(*args, ctypes.byref(self._common)))
         if not self._numeric.value or self._common.status != 0:
+            self._numeric = ctypes.c_void_p(None) if not self._numeric.value else self._numeric
             raise SingularJacobian("the Jacobian is singular (KLU)")
         return self
 
     def solve(self, b):
+        """x with J x = b; b (n,) or (n, k), float64."""
         x = np.array(b, dtype=np.float64, order="F", copy=True)
         nrhs = 1 if x.ndim == 1 else x.shape[1]
-        _klu.klu_solve(self._symbolic, self._numeric, self.n, nrhs, x.ctypes.data, ctypes.byref(self._common))
+        _klu.klu_solve(self.symbolic.handle, self._numeric, self.n, nrhs, x.ctypes.data, ctypes.byref(self._common))
         return x
 
     def __del__(self):
@@ -146,8 +172,6 @@ class KLUSolver:
             return
         if getattr(self, "_numeric", None) is not None and self._numeric.value:
             _klu.klu_free_numeric(ctypes.byref(self._numeric), ctypes.byref(self._common))
-        if getattr(self, "_symbolic", None) is not None and self._symbolic.value:
-            _klu.klu_free_symbolic(ctypes.byref(self._symbolic), ctypes.byref(self._common))
 
 
 # ---------------------------------------------------------------- SuperLU
@@ -181,17 +205,34 @@ def available() -> list[str]:
     return (["klu"] if _klu is not None else []) + ["superlu"]
 
 
-def make_solver(name: str, pattern):
-    """A CPU sparse LU for matrices with ``pattern``; ``name``: "auto", "klu" or "superlu"."""
+def resolve_name(name: str) -> str:
+    """The solver ``name`` stands for ("auto" -> the first of :func:`available`); unknown names raise."""
     if name == "auto":
-        name = available()[0]
+        return available()[0]
     if name == "klu":
         if _klu is None:
             raise GridflowError("linear solver 'klu' needs a KLU library (pip install kvxopt)")
-        return KLUSolver(pattern)
+        return name
     if name == "superlu":
-        return SuperLUSolver(pattern)
+        return name
     raise GridflowError(f"unknown linear solver {name!r}; choose from auto, {', '.join(available())}")
+
+
+def analyze(name: str, pattern):
+    """The shareable symbolic analysis of ``pattern`` for solver ``name`` (None where the solver has none)."""
+    return KLUSymbolic(pattern) if resolve_name(name) == "klu" and pattern.n else None
+
+
+def make_solver(name: str, pattern, symbolic=None):
+    """A CPU sparse LU for matrices with ``pattern``; ``name``: "auto", "klu" or "superlu".
+
+    ``symbolic``: an analysis from :func:`analyze` to share (KLU); each solver returned holds its own
+    numeric factorization, so give every thread its own solver.
+    """
+    name = resolve_name(name)
+    if name == "klu":
+        return KLUSolver(pattern, symbolic)
+    return SuperLUSolver(pattern)
 
 
 def solve_checked(lu, b: np.ndarray) -> np.ndarray:

@@ -52,6 +52,9 @@ class Network:
         In-service branches between energized buses.
     dead_islands : list[np.ndarray]
         Bus indices of each de-energized island (no slack bus).
+    island : int64 (nb,)
+        Island label of every bus (connected components of the in-service branches); -1 where
+        de-energized.
     """
 
     Ybus: sp.csr_matrix
@@ -64,6 +67,7 @@ class Network:
     gen_on: np.ndarray
     branch_on: np.ndarray
     dead_islands: list
+    island: np.ndarray = None
 
     @property
     def pvpq(self) -> np.ndarray:
@@ -102,18 +106,14 @@ def make_network(case: Case) -> Network:
     # every REF bus is a slack (fixed |V| and angle), as in MATPOWER and pandapower
     ref = np.flatnonzero(ref_mask)
     Ybus, Yf, Yt = make_ybus(case, on)
+    island = np.where(energized, label, -1).astype(np.int64)
     return Network(Ybus=Ybus, Yf=Yf, Yt=Yt, ref=ref, pv=np.flatnonzero(pv_mask), pq=np.flatnonzero(pq_mask),
-                   energized=energized, gen_on=gen_on, branch_on=on, dead_islands=dead_islands)
+                   energized=energized, gen_on=gen_on, branch_on=on, dead_islands=dead_islands, island=island)
 
 
-def make_ybus(case: Case, on: np.ndarray | None = None):
-    """Ybus (nb, nb), Yf and Yt (nl, nb) as CSR complex128 with int32 sorted indices.
-
-    ``on`` selects the branches in service (default: ``case.branch.status``).
-    Ybus stores every diagonal entry, zero or not, so the Jacobian's pattern
-    never depends on values.
-    """
-    nb, nl = case.nb, case.nl
+def branch_admittances(case: Case, on: np.ndarray | None = None):
+    """Each branch's two-port admittances ``(Yff, Yft, Ytf, Ytt)``, complex128 (nl,) each, pu;
+    zero where the branch is not in ``on`` (default: ``case.branch.status``)."""
     br = case.branch
     if on is None:
         on = br.status
@@ -127,6 +127,20 @@ def make_ybus(case: Case, on: np.ndarray | None = None):
     Yff = (Ysf + 0.5 * Ycf) / (N * np.conj(N))
     Yft = -Ysf / np.conj(N)
     Ytf = -Yst / N
+    return Yff, Yft, Ytf, Ytt
+
+
+def make_ybus(case: Case, on: np.ndarray | None = None):
+    """Ybus (nb, nb), Yf and Yt (nl, nb) as CSR complex128 with int32 sorted indices.
+
+    ``on`` selects the branches in service (default: ``case.branch.status``).
+    Ybus stores every diagonal entry, zero or not, and every branch's four
+    entries even where the branch is out of service (as explicit zeros), so the
+    Jacobian's pattern never depends on values or on which branches are in service.
+    """
+    nb, nl = case.nb, case.nl
+    br = case.branch
+    Yff, Yft, Ytf, Ytt = branch_admittances(case, on)
     rows = np.r_[np.arange(nl), np.arange(nl)]
     Yf = sp.csr_matrix((np.r_[Yff, Yft], (rows, np.r_[br.f, br.t])), shape=(nl, nb))
     Yt = sp.csr_matrix((np.r_[Ytf, Ytt], (rows, np.r_[br.f, br.t])), shape=(nl, nb))

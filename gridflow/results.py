@@ -71,21 +71,100 @@ class PowerFlowResult:
         return summarize(self)
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    """Results of a batch, one row per scenario (T scenarios, nb buses, nl branches, ng generators).
+
+    Attributes
+    ----------
+    vm_pu, va_degree : float64 (T, nb)
+        Bus voltage magnitude (pu) and angle (degrees); NaN at de-energized buses.
+    converged : bool (T,)
+    iterations : int (T,)
+        Newton steps (each a Jacobian factorization) each scenario took.
+    chord_steps : int (T,)
+        Cheap steps with the shared start Jacobian taken before them.
+    max_mismatch_mva : float64 (T,)
+        Largest |dP| or |dQ| left, MW / MVAr.
+    backend : str
+    bus : int64 (nb,)
+        The case's bus numbers (columns of the bus arrays).
+    reason : object (T,)
+        Why a scenario failed ("" where it converged).
+    gen_p_mw, gen_q_mvar : float64 (T, ng)
+        Generator outputs (0 when out of service in that scenario).
+    slack_mw : float64 (T,)
+        Distributed slack power (0 without a distributed slack).
+    dead_buses : int (T,)
+        Buses de-energized in each scenario (islands without a slack or a voltage-controlling generator).
+    loading_percent, p_from_mw, q_from_mvar, p_to_mw, q_to_mvar : float64 (T, nl) or None
+        Branch results, when asked for (``branch_results=True``); 0 flow on branches out of service.
+    """
+
+    vm_pu: np.ndarray
+    va_degree: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    chord_steps: np.ndarray
+    max_mismatch_mva: np.ndarray
+    backend: str
+    bus: np.ndarray = field(repr=False, default=None)
+    reason: np.ndarray = field(repr=False, default=None)
+    gen_p_mw: np.ndarray = field(repr=False, default=None)
+    gen_q_mvar: np.ndarray = field(repr=False, default=None)
+    slack_mw: np.ndarray = field(repr=False, default=None)
+    dead_buses: np.ndarray = field(repr=False, default=None)
+    loading_percent: np.ndarray | None = None
+    p_from_mw: np.ndarray | None = None
+    q_from_mvar: np.ndarray | None = None
+    p_to_mw: np.ndarray | None = None
+    q_to_mvar: np.ndarray | None = None
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.converged).sum())
+
+    def failed(self) -> np.ndarray:
+        """Indices of the scenarios that did not converge."""
+        return np.flatnonzero(~self.converged)
+
+
 def branch_flows(case: Case, Yf, Yt, V):
-    """Complex power entering each branch at its from and to end, pu (nl,) each."""
+    """Complex power entering each branch at its from and to end, pu, (nl,) each for V (nb,), or
+    (T, nl) each for V (T, nb)."""
+    if V.ndim == 2:
+        Sf = V[:, case.branch.f] * np.conj((Yf @ V.T).T)
+        St = V[:, case.branch.t] * np.conj((Yt @ V.T).T)
+        return Sf, St
     Sf = V[case.branch.f] * np.conj(Yf @ V)
     St = V[case.branch.t] * np.conj(Yt @ V)
     return Sf, St
 
 
-def rating_mva(case: Case, rating: str = "A") -> np.ndarray:
-    """Branch rating A, B or C in MVA (nl,); 0 means unrated (not monitored).
+def rating_mva(case: Case, rating: str = "A", *, fallback: bool = True) -> np.ndarray:
+    """Branch rating A, B or C in MVA (nl,); 0 means no rating (MATPOWER: unrated, not monitored).
 
-    For current ratings (pandapower nets, ``case.branch.rate_current``) this is
-    the rated current at the from end's base kV as MVA at 1 pu voltage.
+    With ``fallback``, an emergency rating B or C of 0 falls back to the branch's rate A (a case that
+    gives no emergency ratings, like ACTIVSg25k, is judged on its normal ones, never reported clean
+    on ratings that do not exist). For current ratings (pandapower nets, ``case.branch.rate_current``) this is
+    the rated current at the monitored end's base kV as MVA at 1 pu voltage.
     """
     br = case.branch
-    return {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating] * case.base_mva
+    rate = {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating]
+    if fallback and rating != "A":
+        rate = np.where(rate > 0, rate, br.rate_a)
+    return rate * case.base_mva
+
+
+def rating_counts(case: Case, rating: str = "A") -> dict:
+    """How a rating applies to the in-service branches: ``{"fallback": branches whose rating B/C is 0 and
+    take rate A, "unrated": branches with no rating at all (not monitored)}``."""
+    br = case.branch
+    own = {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating]
+    on = br.status
+    fallback = int((on & (own <= 0) & (br.rate_a > 0)).sum()) if rating != "A" else 0
+    unrated = int((on & (rating_mva(case, rating) <= 0)).sum())
+    return {"fallback": fallback, "unrated": unrated}
 
 
 def unrated(case: Case, rating: str = "A") -> np.ndarray:
@@ -172,8 +251,12 @@ def gen_dispatch(case: Case, Ybus, V, ref, gen_on):
 
 
 def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, worst_bus, init, backend,
-                message="", ref=None, extra=None) -> PowerFlowResult:
-    """Turn a solver's V into tables in engineering units."""
+                message="", ref=None, extra=None, gen_p=None, gen_q=None) -> PowerFlowResult:
+    """Turn a solver's V into tables in engineering units.
+
+    ``gen_p``, ``gen_q`` (ng,), pu: the generators' outputs as the engine found them (distributed
+    slack, Q limits); by default MATPOWER's ``pfsoln`` assignment (:func:`gen_dispatch`).
+    """
     base = case.base_mva
     ref = net.ref if ref is None else ref
     on = net.energized
@@ -196,7 +279,7 @@ def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, w
         "in_service": net.branch_on,
     })
     branch.index.name = "branch"
-    Pg, Qg = gen_dispatch(case, net.Ybus, V, ref, net.gen_on)
+    Pg, Qg = gen_dispatch(case, net.Ybus, V, ref, net.gen_on) if gen_p is None else (gen_p, gen_q)
     gen = pd.DataFrame({"bus": case.bus.number[case.gen.bus], "p_mw": Pg * base, "q_mvar": Qg * base,
                         "in_service": net.gen_on})
     gen.index.name = "gen"

@@ -4,6 +4,12 @@
   ``pandapower.runpp`` on the same net; bus voltages through pandapower's bus
   lookup, line and two-winding transformer flows from ``res_line`` /
   ``res_trafo``.
+* files read through pypowsybl (PSS/E ``.raw``/``.rawx``, CGMES, UCTE, IIDM...):
+  PowSyBl OpenLoadFlow on the library's own network, with the settings of
+  gridflow's model (no transformer, shunt or phase-shifter control, no
+  distributed slack, reactive limits off, the slack bus gridflow took, every
+  in-service generator with a target regulating, plausibility checks off);
+  bus voltages by IIDM bus id, line and transformer flows by element id.
 * MATPOWER ``.m`` files: PYPOWER's ``runpf`` (MATPOWER's Python port) on the
   same arrays (PYPOWER cannot read ``.m`` text, so our parser feeds both; the
   parser is checked on its own against an independent one in the tests).
@@ -70,8 +76,11 @@ def validate(source, *, init: str = "auto", tol_vm_pu: float = TOL_VM_PU, tol_va
     if net is not None:
         return _vs_pandapower(net, _name(source), init, peer_init or "auto", tols)
     case = load_case(source)
+    if case.meta.get("format") == "powsybl":
+        return _vs_openloadflow(source, case, init, peer_init or "dc", tols)
     if case.meta.get("format") != "matpower":
-        raise GridflowError("validate needs a MATPOWER .m file, a pandapower net, JSON file or case name")
+        raise GridflowError("validate needs a MATPOWER .m file, a pandapower net, JSON file or case name, or a "
+                            "file pypowsybl reads (.raw, .rawx, .uct, .xiidm, CGMES .zip)")
     return _vs_pypower(case, init, peer_init or "case", tols)
 
 
@@ -208,4 +217,88 @@ def _vs_pypower(case: Case, init, peer_init, tols) -> Validation:
     k = int(np.argmax(d.max(axis=1))) if len(d) else None
     v.worst["flow_branch"] = int(np.flatnonzero(on)[k]) if k is not None else None
     v.compared = {"bus": int(live.sum()), "branch": int(on.sum())}
+    return v
+
+
+def openloadflow_parameters(case: Case, peer_init: str = "dc", tol_pu: float = 1e-9):
+    """pypowsybl ``loadflow.Parameters`` for OpenLoadFlow matching gridflow's model of ``case``.
+
+    ``peer_init``: "flat" (uniform values), "dc" (DC angles) or "case" (the
+    file's stored voltages).
+    """
+    import pypowsybl.loadflow as lf
+
+    init = {"flat": lf.VoltageInitMode.UNIFORM_VALUES, "dc": lf.VoltageInitMode.DC_VALUES,
+            "case": lf.VoltageInitMode.PREVIOUS_VALUES}
+    if peer_init not in init:
+        raise GridflowError(f"peer init for OpenLoadFlow must be one of {', '.join(init)}, got {peer_init!r}")
+    slack = case.meta.get("slack_bus_ids") or []
+    return lf.Parameters(
+        voltage_init_mode=init[peer_init], transformer_voltage_control_on=False, use_reactive_limits=False,
+        phase_shifter_regulation_on=False, twt_split_shunt_admittance=False, shunt_compensator_voltage_control_on=False,
+        read_slack_bus=False, write_slack_bus=False, distributed_slack=False,
+        provider_parameters={
+            "slackBusSelectionMode": "NAME", "slackBusesIds": ",".join(slack[:1]), "maxSlackBusCount": "1",
+            "newtonRaphsonConvEpsPerEq": repr(tol_pu), "maxNewtonRaphsonIterations": "50",
+            "generatorsWithZeroMwTargetAreNotStarted": "false", "minPlausibleTargetVoltage": "0.0",
+            "maxPlausibleTargetVoltage": "100.0", "minRealisticVoltage": "0.0", "maxRealisticVoltage": "100.0",
+            "voltageRemoteControl": "false", "useLoadModel": "false", "areaInterchangeControl": "false",
+            "svcVoltageMonitoring": "false", "lowImpedanceThreshold": "1e-12",
+        })
+
+
+def _vs_openloadflow(source, case: Case, init, peer_init, tols) -> Validation:
+    import pypowsybl.loadflow as lf
+
+    from gridflow.io.powsybl import import_pypowsybl
+
+    pn = import_pypowsybl()
+    if isinstance(source, (str, os.PathLike)):
+        network = pn.load(os.fspath(source))
+    else:
+        import copy
+
+        network = copy.deepcopy(source)
+    res = solve(case, init=init)
+    v = Validation(case=case.name, peer="openloadflow", peer_converged=False, gridflow_converged=res.converged,
+                   **tols)
+    try:
+        out = lf.run_ac(network, openloadflow_parameters(case, peer_init))
+        v.peer_converged = bool(out and out[0].status == lf.ComponentStatus.CONVERGED)
+    except Exception:  # pypowsybl raises PyPowsyblError for a failed run
+        v.peer_converged = False
+    if not (v.peer_converged and res.converged):
+        return v
+    buses = network.get_buses()
+    ids = case.meta["bus_ids"]
+    nb = len(ids)
+    pos = np.array([i for i, b in enumerate(ids) if b in buses.index and np.isfinite(buses.at[b, "v_mag"])])
+    peer_vm = np.array([buses.at[ids[i], "v_mag"] for i in pos]) / case.bus.base_kv[pos]
+    peer_va = np.array([buses.at[ids[i], "v_angle"] for i in pos])
+    ours_vm = res.bus["vm_pu"].to_numpy()[:nb][pos]
+    ours_va = res.bus["va_degree"].to_numpy()[:nb][pos]
+    slack = [i for i, p in enumerate(pos) if ids[p] in case.meta["slack_bus_ids"][:1]]
+    k = slack[0] if slack else 0
+    ours_va, peer_va = ours_va - ours_va[k], peer_va - peer_va[k]  # OpenLoadFlow's reference angle is 0
+    dvm, dva = np.abs(ours_vm - peer_vm), np.abs(ours_va - peer_va)
+    v.max_dvm_pu, v.max_dva_deg = float(dvm.max(initial=0)), float(dva.max(initial=0))
+    v.worst["vm_bus"] = int(case.bus.number[pos[np.argmax(dvm)]]) if len(dvm) else None
+    v.worst["va_bus"] = int(case.bus.number[pos[np.argmax(dva)]]) if len(dva) else None
+    flows = {}
+    for df in (network.get_lines(), network.get_2_windings_transformers()):
+        for eid, p1, q1, p2, q2 in zip(df.index, df["p1"], df["q1"], df["p2"], df["q2"], strict=True):
+            flows[eid] = (p1, q1, p2, q2)
+    t3 = network.get_3_windings_transformers()
+    for eid in t3.index:
+        for leg in "123":
+            flows[f"{eid}/leg{leg}"] = (t3.at[eid, f"p{leg}"], t3.at[eid, f"q{leg}"], np.nan, np.nan)
+    ours = res.branch[["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"]].to_numpy()
+    on = res.branch["in_service"].to_numpy()
+    peer = np.array([flows.get(e, (np.nan,) * 4) for e in case.meta["branch_ids"]], dtype=float)
+    d = np.abs(ours - peer)
+    d = np.where(np.isfinite(d), d, 0.0)[on]
+    v.max_dflow_mva = float(d.max(initial=0))
+    if len(d):
+        v.worst["flow_branch"] = case.meta["branch_ids"][int(np.flatnonzero(on)[np.argmax(d.max(axis=1))])]
+    v.compared = {"bus": int(len(pos)), "branch": int(on.sum())}
     return v

@@ -200,7 +200,9 @@ def test_capacity_shortfall_rotating_blackouts(capacity_study, policy):
     assert st.pre.clean and st.shortfall_mw > 3000
     assert st.verified, st.notes
     a = st.allocation
-    assert a.total_mw == pytest.approx(st.shortfall_mw, rel=1e-9)
+    # the shortfall's losses come from a solve at the study's search tolerance (1e-3 MVA) and the shed's
+    # from another: they agree to that tolerance, not to round-off
+    assert a.total_mw == pytest.approx(st.shortfall_mw, abs=1e-2)
     assert a.p_firm_mw.sum() > 0
     # every zone's firm obligation is met in every interval by its dark feeders
     firm = st.shed_by_bus[st.shed_by_bus["kind"] == "firm"].copy()
@@ -224,7 +226,7 @@ def test_pro_rata_shares_follow_zone_load(capacity_study):
     demand = z["load_mw"] + z["datacenter_mw"]
     frac = z["shed_mw"] / demand
     np.testing.assert_allclose(frac.to_numpy(), frac.iloc[0], rtol=1e-9)
-    assert frac.iloc[0] * demand.sum() == pytest.approx(st.shortfall_mw, rel=1e-9)
+    assert frac.iloc[0] * demand.sum() == pytest.approx(st.shortfall_mw, abs=1e-2)  # losses: see above
 
 
 def test_large_load_first_takes_datacenters_first(capacity_study):

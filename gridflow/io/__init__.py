@@ -9,8 +9,10 @@ from gridflow.case import Case
 from gridflow.errors import CaseError
 from gridflow.io.matpower import read_matpower
 from gridflow.io.pandapower import _PP_CASES, from_pandapower, load_pandapower_case, read_pandapower_json
+from gridflow.io.powsybl import SUFFIXES as POWSYBL_SUFFIXES
 
-__all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir"]
+__all__ = ["load_case", "from_pandapower", "read_matpower", "case_names", "matpower_data_dir", "read_outages",
+           "outage_list", "write_case"]
 
 
 def matpower_data_dir() -> Path | None:
@@ -40,6 +42,20 @@ def _matpower_names() -> list[str]:
     return out
 
 
+def case_suffixes() -> list[str]:
+    """Case file suffixes :func:`load_case` reads (the pypowsybl ones need the ``formats`` extra)."""
+    return [".m", ".json", *POWSYBL_SUFFIXES]
+
+
+def case_formats() -> list[tuple[str, str, bool]]:
+    """(suffix, format, available now) for every case file type, for ``gridflow cases``."""
+    from gridflow.io.powsybl import available
+
+    have = available()
+    return [(".m", "MATPOWER case (version 2)", True), (".json", "pandapower JSON", True),
+            *((s, f, have) for s, f in POWSYBL_SUFFIXES.items())]
+
+
 def case_names() -> dict[str, list[str]]:
     """Case names :func:`load_case` resolves: {"pandapower": [...], "matpower": [...]}.
 
@@ -56,6 +72,10 @@ def load_case(source) -> Case:
     ----------
     source : Case | pandapowerNet | str | os.PathLike
         * a ``.m`` file (MATPOWER version 2) or a ``.json`` file (pandapower);
+      * through pypowsybl (the ``formats`` extra, :mod:`gridflow.io.powsybl`):
+        PSS/E ``.raw``/``.rawx``, UCTE ``.uct``, IIDM ``.xiidm``/``.iidm``/
+        ``.jiidm``/``.biidm``, CGMES ``.zip``, MATPOWER ``.mat``,
+        PowerFactory ``.dgs``; or a ``pypowsybl.network.Network``;
         * a name of a ``pandapower.networks`` case (``case9241pegase``,
           ``case1888rte``, ``GBnetwork``...);
         * a name of a MATPOWER case in the ``matpower`` package's ``data/``
@@ -70,6 +90,10 @@ def load_case(source) -> Case:
         return source
     if hasattr(source, "bus") and hasattr(source, "line") and not isinstance(source, (str, os.PathLike)):
         return _origin(from_pandapower(source), "pandapower net")
+    if type(source).__module__.startswith("pypowsybl"):
+        from gridflow.io.powsybl import from_powsybl
+
+        return _origin(from_powsybl(source), "pypowsybl network")
     if not isinstance(source, (str, os.PathLike)):
         raise CaseError(f"cannot load a case from a {type(source).__name__}")
     text = os.fspath(source)
@@ -79,11 +103,17 @@ def load_case(source) -> Case:
             return _origin(read_matpower(path), "MATPOWER file")
         if path.suffix.lower() == ".json":
             return _origin(read_pandapower_json(path), "pandapower JSON file")
-        raise CaseError("unknown case file type (expected .m or .json)", source=text)
+        if path.suffix.lower() in POWSYBL_SUFFIXES:
+            from gridflow.io.powsybl import read_powsybl
+
+            return _origin(read_powsybl(path), "file read by pypowsybl")
+        raise CaseError(f"unknown case file type (expected {', '.join(case_suffixes())})", source=text)
     looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text)
     if path.is_dir() and (looks_like_path or path.suffix.lower() in (".m", ".json")):
         raise CaseError("is a directory, not a case file (.m or .json)", source=text)
     if path.suffix.lower() in (".m", ".json") and (looks_like_path or path.suffix.lower() == ".json"):
+        raise CaseError("no such file", source=text)
+    if path.suffix.lower() in POWSYBL_SUFFIXES:
         raise CaseError("no such file", source=text)
     name = path.stem if path.suffix.lower() == ".m" else text
     if path.suffix.lower() != ".m":
@@ -141,3 +171,65 @@ def _count_pandapower_buses(name: str) -> int | None:
         return None
     bus = json.loads(path.read_text())["_object"]["bus"]["_object"]
     return len(json.loads(bus)["index"])
+
+
+def read_outages(path, case: Case) -> list:
+    """The contingencies in an outage file, as :class:`~gridflow.outages.Outage` rows of ``case``.
+
+    Chosen by extension: ``.con`` (PSS/E, :func:`gridflow.io.con.read_con`), ``.m`` (a MATPOWER change
+    table, :func:`gridflow.io.contab.read_contab`), ``.csv`` (:func:`gridflow.io.contab.read_outage_csv`).
+    """
+    from gridflow.io.con import read_con
+    from gridflow.io.contab import read_contab, read_outage_csv
+
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise CaseError("no such file", source=str(p))
+    readers = {".con": read_con, ".m": read_contab, ".csv": read_outage_csv}
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise CaseError("unknown outage file type (expected .con, .m change table or .csv)", source=str(p))
+    return reader(p, case)
+
+
+def outage_list(spec, case: Case) -> list:
+    """Outages from a specification: ``None``/``"all"`` (every in-service branch), ``"contab"`` (the change
+    table the ``matpower`` package ships for this case, ``contab_<name>.m``), or an outage file."""
+    from gridflow.outages import single_branch_outages
+
+    if spec is None or spec == "all":
+        return single_branch_outages(case)
+    if spec == "contab":
+        d = matpower_data_dir()
+        stem = case.name[len("case_"):] if case.name.startswith("case_") else case.name
+        path = None if d is None else d / f"contab_{stem}.m"
+        if path is None or not path.is_file():
+            have = sorted(p.stem[len("contab_"):] for p in d.glob("contab_*.m")) if d is not None else []
+            raise CaseError(f"no MATPOWER change table ships for case {case.name!r} (the matpower package has "
+                            f"contab files for: {', '.join(have) or 'none'}); give an outage file or 'all'")
+        return read_outages(path, case)
+    return read_outages(spec, case)
+
+
+def write_case(case: Case, path) -> Path:
+    """Write ``case`` by the extension of ``path``: ``.m`` (MATPOWER) or ``.raw`` (PSS/E 33)."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() == ".m":
+        from gridflow.io.matpower_write import write_matpower
+
+        return write_matpower(case, p)
+    if p.suffix.lower() == ".raw":
+        from gridflow.io.psse_write import write_psse
+
+        return write_psse(case, p)
+    raise CaseError("unknown output case type (expected .m or .raw)", source=str(p))
+
+
+def convert(source, out) -> Path:
+    """Read ``source`` (anything :func:`load_case` takes) and write it to ``out`` (:func:`write_case`)."""
+    p = Path(os.fspath(out))
+    if p.suffix.lower() not in (".m", ".raw"):
+        raise CaseError("unknown output case type (expected .m or .raw)", source=str(p))
+    if not p.parent.exists():
+        raise CaseError(f"folder {p.parent} does not exist", source=str(p))
+    return write_case(load_case(source), p)

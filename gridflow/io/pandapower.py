@@ -52,6 +52,7 @@ from gridflow.io.matpower import (
 
 # pandapower's extra ppc columns
 _CID_P, _CZD_P, _CID_Q, _CZD_Q = 13, 14, 16, 17
+_SL_FAC = 25  # gen: distributed-slack weight (from gen/ext_grid slack_weight)
 _BR_R_ASYM, _BR_X_ASYM, _BR_G, _BR_G_ASYM, _BR_B_ASYM = 21, 22, 23, 24, 25
 
 
@@ -218,6 +219,7 @@ def from_pandapower(net, name: str | None = None) -> Case:
             qmax=np.nan_to_num(gen[:, QMAX], nan=np.inf) * s, qmin=np.nan_to_num(gen[:, QMIN], nan=-np.inf) * s,
             vg=vg, status=gen[:, GEN_STATUS] > 0,
             pmax=np.nan_to_num(gen[:, PMAX], nan=np.inf) * s, pmin=np.nan_to_num(gen[:, PMIN], nan=-np.inf) * s,
+            slack_weight=np.nan_to_num(np.real(gen[:, _SL_FAC])) if gen.shape[1] > _SL_FAC else None,
         ),
         branch=make_branches(
             f=f_bus, t=t_bus,

@@ -91,6 +91,30 @@ def load_zone_map(name: str | None, case: Case) -> ZoneMap:
     return ZoneMap(zone, state, rto, str(path))
 
 
+def write_zone_map(case: Case, path, *, by: str = "zone") -> Path:
+    """Write a per-bus zone map CSV (columns ``bus, zone, state, rto``) from the case's own zones or areas.
+
+    ``by="zone"`` names each bus's zone by ``case.meta["zone_names"]`` (PSS/E
+    ZONE names, kept by the PSS/E reader), ``by="area"`` by
+    ``case.meta["area_names"]``; a number without a name is "zone N" / "area N".
+    ``state`` and ``rto`` are left empty: no case format carries them; fill
+    them in before a study that groups by state or RTO. The file loads back
+    with :func:`load_zone_map`.
+    """
+    if by not in ("zone", "area"):
+        raise ScenarioError(f"write_zone_map: by must be 'zone' or 'area', got {by!r}")
+    numbers = case.bus.zone if by == "zone" else case.bus.area
+    names = case.meta.get(f"{by}_names") or {}
+    path = Path(path)
+    df = pd.DataFrame({"bus": case.bus.number, "zone": [names.get(int(z), f"{by} {int(z)}") for z in numbers],
+                       "state": "", "rto": ""})
+    try:
+        df.to_csv(path, index=False)
+    except OSError as e:
+        raise ScenarioError(f"zone map {path}: cannot write ({e.strerror or e})") from None
+    return path
+
+
 # the case each shipped map was made from (cases/zones/make_zones.py)
 SHIPPED_MAPS = {"activsg25k": "case_ACTIVSg25k", "activsg2000": "case_ACTIVSg2000", "activsg10k": "case_ACTIVSg10k"}
 

@@ -1,0 +1,371 @@
+"""The one Newton engine: thread safety, T = 1 vs batches, distributed slack vs pandapower,
+outages vs PYPOWER runpf with the elements out of service, islands, generator limits.
+
+Tolerances: voltages 1e-6 pu against a peer (both solve to 1e-10 pu or tighter), branch flows and
+generator outputs 1e-3 MW; gridflow against itself 1e-9 pu.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import gridflow
+from gridflow import validate as gv
+from gridflow.model import PowerFlowModel
+
+TOL_VM = 1e-6
+TOL_MW = 1e-3
+
+
+@pytest.fixture(scope="module")
+def case2000():
+    return gridflow.load_case("case_ACTIVSg2000")
+
+
+def _runpf(ppc):
+    from pypower.ppoption import ppoption
+    from pypower.runpf import runpf
+
+    with warnings.catch_warnings(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        warnings.simplefilter("ignore")
+        r, ok = runpf(ppc, ppoption(VERBOSE=0, OUT_ALL=0, PF_TOL=1e-11, PF_MAX_IT=50))
+    assert ok
+    return r
+
+
+def _vm_va(r, case):
+    order = np.argsort(r["bus"][:, 0])
+    pos = order[np.searchsorted(r["bus"][:, 0], case.bus.number, sorter=order)]
+    return r["bus"][pos, 7], r["bus"][pos, 8]
+
+
+# ------------------------------------------------------------------------------------------ threads
+
+
+@pytest.mark.parametrize("solver, dist", [("klu", False), ("superlu", False), ("klu", True)])
+def test_threads_get_the_single_threaded_answers(case2000, solver, dist):
+    """Two threads solving the same network at once (x0.97 and x1.03 loads, 15 solves each).
+
+    With one slack bus the x1.03 case has no solution (the slack generator alone cannot take
+    +3 %; single-threaded gridflow and PYPOWER agree): the threads must then fail the same way.
+    """
+    c = case2000
+    cases = [c.replace(bus={"pd": c.bus.pd * k, "qd": c.bus.qd * k}) for k in (0.97, 1.03)]
+    ref = [gridflow.solve(x, solver=solver, distributed_slack=dist) for x in cases]
+    assert ref[0].converged and ref[1].converged == dist
+    got = {0: [], 1: []}
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(15):
+                got[i].append(gridflow.solve(cases[i], solver=solver, distributed_slack=dist))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for i in (0, 1):
+        assert len(got[i]) == 15
+        for r in got[i]:
+            assert r.converged == ref[i].converged
+            if r.converged:
+                np.testing.assert_allclose(r.V, ref[i].V, atol=1e-10, rtol=0)
+
+
+def test_one_model_shared_by_threads_batches_and_solves(case2000):
+    model = PowerFlowModel(case2000)
+    ref_single = model.solve()
+    ref_batch = model.solve_batch(scale=[0.98, 1.02])
+    out = []
+
+    def work():
+        out.append((model.solve(), model.solve_batch(scale=[0.98, 1.02])))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(out) == 3
+    for single, batch in out:
+        np.testing.assert_allclose(single.V, ref_single.V, atol=1e-10, rtol=0)
+        np.testing.assert_allclose(batch.vm_pu, ref_batch.vm_pu, atol=1e-10, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ one engine
+
+
+def test_batch_of_one_is_solve(case2000):
+    c = case2000.replace(bus={"pd": case2000.bus.pd * 1.01})
+    single = gridflow.solve(c)
+    batch = gridflow.solve_batch(case2000, c.bus.pd[None] * c.base_mva, c.bus.qd[None] * c.base_mva)
+    assert single.converged and batch.converged[0]
+    np.testing.assert_allclose(batch.vm_pu[0], single.bus["vm_pu"].to_numpy(), atol=1e-9, rtol=0)
+
+
+def test_newtonpf_matches_pypower_newtonpf():
+    from pypower.ext2int import ext2int
+    from pypower.makeSbus import makeSbus
+    from pypower.makeYbus import makeYbus
+    from pypower.newtonpf import newtonpf as pp_newtonpf
+    from pypower.ppoption import ppoption
+
+    from gridflow.newton import newtonpf
+
+    c = gridflow.load_case("case118.m")
+    ppc = ext2int(gv.to_ppc(c))
+    Ybus, _, _ = makeYbus(ppc["baseMVA"], ppc["bus"], ppc["branch"])
+    Sbus = makeSbus(ppc["baseMVA"], ppc["bus"], ppc["gen"])
+    bus = ppc["bus"]
+    ref = np.flatnonzero(bus[:, 1] == 3)
+    pv = np.flatnonzero(bus[:, 1] == 2)
+    pq = np.flatnonzero(bus[:, 1] == 1)
+    V0 = bus[:, 7] * np.exp(1j * np.deg2rad(bus[:, 8]))
+    gbus = ppc["gen"][:, 0].astype(int)
+    V0[gbus] = ppc["gen"][:, 5] / np.abs(V0[gbus]) * V0[gbus]
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        V_pp, ok, _ = pp_newtonpf(Ybus, Sbus, V0, ref, pv, pq, ppoption(PF_TOL=1e-11, VERBOSE=0))
+    Y = Ybus.tocsr()
+    Y.sort_indices()
+    ours = newtonpf(Y, Sbus, V0, ref, pv, pq, tol=1e-11)
+    assert ok and ours.converged
+    np.testing.assert_allclose(ours.V, V_pp, atol=1e-9, rtol=0)
+
+
+def test_max_iter_counts_every_step():
+    c = gridflow.load_case("case9.m")
+    r = gridflow.solve(c, init="flat", max_iter=2)
+    assert not r.converged and r.iterations <= 2
+
+
+# ------------------------------------------------------------------------------------------ distributed slack
+
+
+def _net_with_weights(name):
+    import pandapower.networks as pn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = getattr(pn, name)()
+    rng = np.random.default_rng(7)
+    net.gen["slack_weight"] = rng.uniform(0.5, 3.0, len(net.gen))
+    net.ext_grid["slack_weight"] = 1.5
+    return net
+
+
+@pytest.mark.parametrize("name", ["case30", "case118", "case1354pegase"])
+def test_distributed_slack_matches_pandapower(name):
+    import pandapower as pp
+
+    net = _net_with_weights(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, distributed_slack=True, lightsim2grid=False, numba=True, tolerance_mva=1e-11,
+                 max_iteration=50, calculate_voltage_angles=True)
+    case = gridflow.from_pandapower(net)
+    res = gridflow.solve(case, distributed_slack=True, enforce_p_lims=False)  # pandapower holds no P limit
+    assert res.converged
+    lk = case.meta["pp_bus_lookup"][net.bus.index]
+    np.testing.assert_allclose(res.bus["vm_pu"].to_numpy()[lk], net.res_bus.vm_pu.to_numpy(), atol=TOL_VM, rtol=0)
+    np.testing.assert_allclose(res.bus["va_degree"].to_numpy()[lk], net.res_bus.va_degree.to_numpy(), atol=1e-4,
+                               rtol=0)
+    # every generator's P: the gens are the ppc's first rows after the ext_grid(s)
+    gen = res.gen
+    ext_p = gen["p_mw"].to_numpy()[: len(net.ext_grid)]
+    np.testing.assert_allclose(ext_p, net.res_ext_grid.p_mw.to_numpy(), atol=TOL_MW, rtol=0)
+    total_pp = net.res_gen.p_mw.sum() + net.res_ext_grid.p_mw.sum()  # sgens are negative loads in the ppc
+    assert gen["p_mw"].sum() == pytest.approx(total_pp, abs=TOL_MW)
+
+
+def test_distributed_slack_holds_p_limits():
+    """A unit pushed past Pmax is held there; the others share its part by their factors.
+
+    Checked against pandapower solving the same net with that unit fixed at Pmax and weight 0.
+    """
+    import pandapower as pp
+
+    net = _net_with_weights("case30")
+    net.load["p_mw"] *= 1.3
+    net.gen["max_p_mw"] = net.gen["p_mw"] + 5.0
+    case = gridflow.from_pandapower(net)
+    res = gridflow.solve(case, distributed_slack=True)
+    assert res.converged
+    held = res.extra["p_limited"]
+    assert len(held) > 0
+    p = res.gen["p_mw"].to_numpy()
+    pmax = case.gen.pmax * case.base_mva
+    np.testing.assert_allclose(p[held], pmax[held], atol=1e-9)
+    assert (p <= pmax + 1e-6).all()
+    # referee: pandapower with the held units fixed at Pmax and out of the slack
+    ref = copy.deepcopy(net)
+    n_ext = len(net.ext_grid)
+    for g in held:
+        k = g - n_ext
+        ref.gen.loc[ref.gen.index[k], ["p_mw", "slack_weight"]] = [pmax[g], 0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(ref, distributed_slack=True, lightsim2grid=False, numba=True, tolerance_mva=1e-11,
+                 max_iteration=50, calculate_voltage_angles=True)
+    lk = case.meta["pp_bus_lookup"][net.bus.index]
+    np.testing.assert_allclose(res.bus["vm_pu"].to_numpy()[lk], ref.res_bus.vm_pu.to_numpy(), atol=TOL_VM, rtol=0)
+    np.testing.assert_allclose(p[n_ext:], ref.res_gen.p_mw.to_numpy(), atol=TOL_MW, rtol=0)
+
+
+def test_distributed_slack_batch_equals_single_solves(case2000):
+    c = case2000
+    s = np.array([0.97, 1.0, 1.03])
+    batch = gridflow.solve_batch(c, scale=s, distributed_slack=True, participation="headroom")
+    assert batch.converged.all()
+    for t, k in enumerate(s):
+        single = gridflow.solve(c.replace(bus={"pd": c.bus.pd * k, "qd": c.bus.qd * k}), distributed_slack=True,
+                                participation="headroom")
+        np.testing.assert_allclose(batch.vm_pu[t], single.bus["vm_pu"].to_numpy(), atol=1e-9, rtol=0)
+        np.testing.assert_allclose(batch.gen_p_mw[t], single.gen["p_mw"].to_numpy(), atol=1e-6, rtol=0)
+        assert batch.slack_mw[t] == pytest.approx(single.extra["slack_mw"], abs=1e-6)
+
+
+def test_participation_input_errors(case2000):
+    with pytest.raises(gridflow.GridflowError, match="participation"):
+        gridflow.solve(case2000, distributed_slack=True, participation="biggest")
+    with pytest.raises(gridflow.GridflowError, match="one factor per generator"):
+        gridflow.solve(case2000, distributed_slack=True, participation=[1.0, 2.0])
+    with pytest.raises(gridflow.GridflowError, match="finite"):
+        gridflow.solve(case2000, distributed_slack=True, participation=-np.ones(case2000.ng))
+
+
+# ------------------------------------------------------------------------------------------ outages
+
+
+def _ppc_with(case, branch_out=(), gen_out=(), bus_type=None):
+    ppc = gv.to_ppc(case)
+    ppc["branch"][list(branch_out), 10] = 0
+    ppc["gen"][list(gen_out), 7] = 0
+    for b, t in (bus_type or {}).items():
+        ppc["bus"][b, 1] = t
+    return ppc
+
+
+def _sample_non_bridges(model, k, seed):
+    rng = np.random.default_rng(seed)
+    cand = np.flatnonzero(model.net.branch_on & ~model.bridges)
+    return rng.choice(cand, k, replace=False)
+
+
+@pytest.mark.parametrize("name, k", [("case_ACTIVSg2000", 12), pytest.param("case9241pegase.m", 4,
+                                                                              marks=pytest.mark.slow)])
+def test_branch_outages_match_pypower(name, k):
+    case = gridflow.load_case(name)
+    model = PowerFlowModel(case)
+    rows = _sample_non_bridges(model, k, seed=3)
+    res = model.solve_batch(branch_out=[[b] for b in rows], branch_results=True, tol_mva=1e-9)
+    assert res.converged.all() and (res.dead_buses == 0).all()
+    for t, b in enumerate(rows):
+        r = _runpf(_ppc_with(case, branch_out=[b]))
+        vm, va = _vm_va(r, case)
+        np.testing.assert_allclose(res.vm_pu[t], vm, atol=TOL_VM, rtol=0)
+        np.testing.assert_allclose(res.va_degree[t], va, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(res.p_from_mw[t], r["branch"][:, 13], atol=TOL_MW, rtol=0)
+        assert res.p_from_mw[t, b] == 0.0 and res.loading_percent[t, b] == 0.0 or np.isnan(res.loading_percent[t, b])
+
+
+def test_generator_outages_match_pypower(case2000):
+    """A PV bus losing its only generator becomes PQ (as PYPOWER's bustypes makes it)."""
+    model = PowerFlowModel(case2000)
+    g = case2000.gen
+    counts = np.bincount(g.bus[g.status], minlength=case2000.nb)
+    pv = set(model.net.pv.tolist())
+    single = [i for i in np.flatnonzero(g.status) if counts[g.bus[i]] == 1 and g.bus[i] in pv][:4]
+    multi = [i for i in np.flatnonzero(g.status) if counts[g.bus[i]] > 1][:2]
+    rows = single + multi
+    res = model.solve_batch(gen_out=[[i] for i in rows])
+    assert res.converged.all()
+    for t, i in enumerate(rows):
+        r = _runpf(_ppc_with(case2000, gen_out=[i]))
+        vm, _ = _vm_va(r, case2000)
+        np.testing.assert_allclose(res.vm_pu[t], vm, atol=TOL_VM, rtol=0)
+        assert res.gen_p_mw[t, i] == 0.0
+
+
+def test_island_without_generation_is_de_energized_and_reported(case2000):
+    model = PowerFlowModel(case2000)
+    c = case2000
+    gen_bus = np.zeros(c.nb, bool)
+    gen_bus[c.gen.bus[c.gen.status]] = True
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    found = None
+    for b in np.flatnonzero(model.bridges):
+        on = model.net.branch_on.copy()
+        on[b] = False
+        adj = sp.coo_matrix((np.ones(on.sum()), (c.branch.f[on], c.branch.t[on])), shape=(c.nb, c.nb))
+        _, lab = connected_components(adj, directed=False)
+        side = lab == lab[c.branch.t[b]]
+        if side.sum() > c.nb / 2:
+            side = lab == lab[c.branch.f[b]]
+        if not gen_bus[side].any():
+            found = (b, np.flatnonzero(side))
+            break
+    assert found is not None
+    b, dead = found
+    res = model.solve_batch(branch_out=[[b]])
+    assert res.converged[0]
+    assert res.dead_buses[0] == len(dead)
+    assert np.isnan(res.vm_pu[0, dead]).all()
+    r = _runpf(_ppc_with(c, branch_out=[b], bus_type={int(i): 4 for i in dead}))
+    vm, _ = _vm_va(r, c)
+    live = np.setdiff1d(np.arange(c.nb), dead)
+    np.testing.assert_allclose(res.vm_pu[0, live], vm[live], atol=TOL_VM, rtol=0)
+
+
+def test_slack_generator_outage_gets_a_new_slack(case2000):
+    """Single slack: the island whose slack generator is out takes the bus with the most Pmax."""
+    model = PowerFlowModel(case2000)
+    c = case2000
+    ref = int(model.net.ref[0])
+    at_ref = np.flatnonzero(c.gen.status & (c.gen.bus == ref))
+    roles = model.roles(1, gen_out=[at_ref])
+    new = roles.new_slack[0]
+    assert len(new) == 1
+    res = model.solve_batch(gen_out=[at_ref])
+    assert res.converged[0]
+    r = _runpf(_ppc_with(c, gen_out=at_ref, bus_type={ref: 1, new[0]: 3}))
+    vm, _ = _vm_va(r, c)
+    np.testing.assert_allclose(res.vm_pu[0], vm, atol=TOL_VM, rtol=0)
+
+
+def test_q_limits_in_a_batch_equal_single_solves(case2000):
+    s = np.array([1.0, 0.98])
+    batch = gridflow.solve_batch(case2000, scale=s, enforce_q_lims=True)
+    assert batch.converged.all()
+    g = case2000.gen
+    not_slack = g.status & ~np.isin(g.bus, PowerFlowModel(case2000).net.ref)  # slack buses hold their voltage
+    base = case2000.base_mva
+    for t, k in enumerate(s):
+        single = gridflow.solve(case2000.replace(bus={"pd": case2000.bus.pd * k, "qd": case2000.bus.qd * k}),
+                                enforce_q_lims=True)
+        assert len(single.extra["q_limited"]) > 0
+        np.testing.assert_allclose(batch.vm_pu[t], single.bus["vm_pu"].to_numpy(), atol=1e-9, rtol=0)
+        np.testing.assert_allclose(batch.gen_q_mvar[t], single.gen["q_mvar"].to_numpy(), atol=1e-6, rtol=0)
+        q = single.gen["q_mvar"].to_numpy()
+        assert (q[not_slack] <= g.qmax[not_slack] * base + 1e-6).all()
+        assert (q[not_slack] >= g.qmin[not_slack] * base - 1e-6).all()
+
+
+def test_bad_outage_rows_are_refused(case2000):
+    with pytest.raises(gridflow.GridflowError, match="branch_out"):
+        gridflow.solve_batch(case2000, branch_out=[[case2000.nl]])
+    with pytest.raises(gridflow.GridflowError, match="gen_out"):
+        gridflow.solve_batch(case2000, gen_out=[[-1]])
