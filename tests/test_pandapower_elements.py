@@ -333,6 +333,9 @@ def test_unrated_branches_are_counted_and_not_clean(tmp_path):
     r = cli("solve", str(path))
     assert "  2 branches unrated, not monitored" in r.stdout
     assert baseline(case, res, "A").unrated == 2
-    no_c = case.replace(branch={"rate_c": np.zeros(case.nl)})
-    with pytest.raises(ScenarioError, match="rating C: no in-service branch of unrated has a rate C"):
-        baseline(no_c, solve(no_c), "C")
+    no_c = case.replace(branch={"rate_c": np.zeros(case.nl)})  # rate C falls back to rate A (main's rule)
+    assert baseline(no_c, solve(no_c), "C").unrated == 2
+    zero = np.zeros(case.nl)
+    none = case.replace(branch={"rate_a": zero, "rate_b": zero, "rate_c": zero})
+    with pytest.raises(ScenarioError, match="rating C: no in-service branch of unrated has a rate C nor a rate A"):
+        baseline(none, solve(none), "C")

@@ -95,8 +95,9 @@ def baseline(case: Case, res: PowerFlowResult, rating: str = "A") -> Baseline:
     on = res.branch["in_service"].to_numpy()
     none = unrated(case, rating) & on
     if on.any() and none.sum() == on.sum():
-        raise ScenarioError(f"rating {rating}: no in-service branch of {case.name} has a rate {rating} (all 0, "
-                            "unrated): nothing could be monitored; choose another rating")
+        also = " nor a rate A to fall back on" if rating != "A" else ""
+        raise ScenarioError(f"rating {rating}: no in-service branch of {case.name} has a rate {rating}{also} (all 0, "
+                            "unrated): nothing could be monitored")
     return Baseline(loading=branch_loading(case, res, rating), v_excess=voltage_excess(case, res), rating=rating,
                     unrated=int(none.sum()))
 
