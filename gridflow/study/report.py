@@ -56,7 +56,8 @@ def step_headline(step) -> str:
 def summary_dict(study: StudyResult) -> dict:
     sc = study.scenario
     out = {"scenario": sc.name, "case": study.case.name, "policy": sc.study.policy,
-           "zones": study.zone_map.source, "base_overloads": int(len(study.base.overloaded)), "steps": []}
+           "zones": study.zone_map.source, "base_overloads": int(len(study.base.overloaded)),
+           "unrated_branches": int(study.base.unrated), "steps": []}
     for st in study.steps:
         a = st.allocation
         out["steps"].append({

@@ -7,6 +7,8 @@ any datacenter is added), so violations are judged against the base case:
   ``loading_tol`` percentage points now and was not over it in the base case; a
   pre-existing overload is *worsened* when its loading grew by more than
   ``loading_tol`` points;
+* a branch without the rating (0 in the case, "unrated") is not monitored:
+  :class:`Baseline` counts them, and a rating no branch has is refused;
 * a bus has a *new voltage violation* when it is outside [Vmin, Vmax] by more
   than ``v_tol`` pu and was not outside in the base case (or is now further out
   by more than ``v_tol``).
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow.case import Case
-from gridflow.results import PowerFlowResult, loading_percent
+from gridflow.errors import ScenarioError
+from gridflow.results import PowerFlowResult, loading_percent, unrated
 
 
 def branch_loading(case: Case, res: PowerFlowResult, rating: str = "A") -> np.ndarray:
@@ -27,7 +30,8 @@ def branch_loading(case: Case, res: PowerFlowResult, rating: str = "A") -> np.nd
     br = res.branch
     Sf = np.hypot(br["p_from_mw"], br["q_from_mvar"]).to_numpy()
     St = np.hypot(br["p_to_mw"], br["q_to_mvar"]).to_numpy()
-    return loading_percent(case, Sf, St, rating)
+    vm = np.nan_to_num(res.bus["vm_pu"].to_numpy())  # 0 at de-energized buses
+    return loading_percent(case, Sf, St, rating, vm_from=vm[case.branch.f], vm_to=vm[case.branch.t])
 
 
 def voltage_excess(case: Case, res: PowerFlowResult) -> np.ndarray:
@@ -43,6 +47,7 @@ class Baseline:
     loading: np.ndarray
     v_excess: np.ndarray
     rating: str
+    unrated: int = 0  # in-service branches without this rating (0 in the case): not monitored
 
     @property
     def overloaded(self) -> np.ndarray:
@@ -85,7 +90,16 @@ class Screen:
 
 
 def baseline(case: Case, res: PowerFlowResult, rating: str = "A") -> Baseline:
-    return Baseline(loading=branch_loading(case, res, rating), v_excess=voltage_excess(case, res), rating=rating)
+    """The base case's loading and voltages; refuses a rating no in-service branch has (nothing to monitor,
+    so every screen would be "clean" on a rating that does not exist)."""
+    on = res.branch["in_service"].to_numpy()
+    none = unrated(case, rating) & on
+    if on.any() and none.sum() == on.sum():
+        also = " nor a rate A to fall back on" if rating != "A" else ""
+        raise ScenarioError(f"rating {rating}: no in-service branch of {case.name} has a rate {rating}{also} (all 0, "
+                            "unrated): nothing could be monitored")
+    return Baseline(loading=branch_loading(case, res, rating), v_excess=voltage_excess(case, res), rating=rating,
+                    unrated=int(none.sum()))
 
 
 def screen(case: Case, res: PowerFlowResult, base: Baseline, *, v_tol: float = 0.005,

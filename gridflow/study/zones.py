@@ -4,7 +4,8 @@ A zone map is a CSV with a key column ``area`` (every bus of that area) or
 ``bus`` (one bus), and columns ``zone``, ``state``, ``rto``. gridflow ships
 maps derived from the cases' own bus names in ``cases/zones/`` (see the
 README there), e.g. ``activsg25k``; users pass their own CSV path. Buses the
-map does not cover get the zone ``"area N"`` and empty state and RTO.
+map does not cover get the zone ``"area N"`` and empty state and RTO. A map
+made for another case is refused (see :func:`_check_map_fits`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def load_zone_map(name: str | None, case: Case) -> ZoneMap:
         raise ScenarioError(f"zone map {path}: needs an 'area' or a 'bus' column")
     if df[key].isna().any() or df[key].duplicated().any():
         raise ScenarioError(f"zone map {path}: column {key!r} has empty or repeated values")
+    _check_map_fits(df, key, values, case, name, path)
     df = df.fillna("")
     pos = pd.Index(df[key].astype(np.int64)).get_indexer(values)
     hit = pos >= 0
@@ -111,3 +113,37 @@ def write_zone_map(case: Case, path, *, by: str = "zone") -> Path:
     except OSError as e:
         raise ScenarioError(f"zone map {path}: cannot write ({e.strerror or e})") from None
     return path
+
+
+# the case each shipped map was made from (cases/zones/make_zones.py)
+SHIPPED_MAPS = {"activsg25k": "case_ACTIVSg25k", "activsg2000": "case_ACTIVSg2000", "activsg10k": "case_ACTIVSg10k"}
+
+
+def _check_map_fits(df: pd.DataFrame, key: str, values: np.ndarray, case: Case, name: str, path: Path) -> None:
+    """Refuse a zone map made for another case.
+
+    Rule: every area (or bus) the map names must exist in the case; where the
+    map records each area's bus count (column ``buses``, as the shipped maps
+    do), the case's area must have exactly that many buses. A map may leave
+    areas out (they keep the zone "area N"). ``load_mw`` is not compared: a
+    what-if changes loads, not which buses an area has.
+    """
+    try:
+        keys = df[key].astype(np.int64).to_numpy()
+    except (ValueError, TypeError):
+        raise ScenarioError(f"zone map {path}: column {key!r} must hold whole numbers") from None
+    belongs = SHIPPED_MAPS.get(Path(name).stem if Path(name).suffix.lower() != ".csv" else "", None)
+    owner = f" (the map of {belongs})" if belongs and belongs != case.name else ""
+    have, counts = np.unique(np.asarray(values, np.int64), return_counts=True)
+    missing = ~np.isin(keys, have)
+    if missing.any():
+        raise ScenarioError(f"zone map {name!r}{owner} does not fit {case.name}: {key} {int(keys[missing][0])} "
+                            f"is not in the case ({int(missing.sum())} of its {len(keys)} {key}s are not)")
+    if key == "area" and "buses" in df.columns:
+        want = pd.to_numeric(df["buses"], errors="coerce").to_numpy()
+        got = counts[np.searchsorted(have, keys)]
+        bad = np.isfinite(want) & (want != got)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ScenarioError(f"zone map {name!r}{owner} does not fit {case.name}: area {int(keys[k])} has "
+                                f"{int(want[k])} buses in the map, {int(got[k])} in the case")
