@@ -200,8 +200,10 @@ def main():
         sigs[name] = {"source": "ast", "params": from_ast(root, rel, qual)}
     for name, params in MANUAL.items():
         sigs[name] = {"source": "manual", "params": params}
-    json.dump({"cupy_version": cupy.__version__, "signatures": sigs}, sys.stdout, indent=0, sort_keys=True)
-    sys.stdout.write("\n")
+    # one signature a line, so that a new CuPy's changes read as a diff
+    lines = [f"{json.dumps(k)}: {json.dumps(sigs[k], sort_keys=True)}" for k in sorted(sigs)]
+    sys.stdout.write(f'{{"cupy_version": {json.dumps(cupy.__version__)}, "signatures": {{\n' + ",\n".join(lines)
+                     + "\n}}\n")
 
 
 if __name__ == "__main__":
