@@ -21,6 +21,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 _PREFIXES = ("cupy", "cupyx", "cupy_backends", "nvmath")
+#: gridflow modules that bind ``cupy`` at import: imported afresh under the stand-in, restored after
+_BOUND = ("gridflow.backends.gpu",)
 _MODULES: dict = {}
 _MODE: list = []
 
@@ -70,13 +72,24 @@ def active(extra: dict | None = None):
     """The stand-in as ``cupy``/``cupyx`` (and ``extra`` modules, e.g. a fake ``nvmath``) inside the block."""
     mods = dict(_load())
     mods.update(extra or {})
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if _ours(k) or k in mods}
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if _ours(k) or k in mods or k in _BOUND}
+    for k in _BOUND:
+        parent, _, child = k.rpartition(".")
+        if parent in sys.modules and hasattr(sys.modules[parent], child):
+            delattr(sys.modules[parent], child)
     sys.modules.update(mods)
     _gpu_cache_clear()
     try:
         yield sys.modules["cupy"]
     finally:
-        for k in [k for k in sys.modules if _ours(k) or k in mods]:
+        for k in [k for k in sys.modules if _ours(k) or k in mods or k in _BOUND]:
             del sys.modules[k]
         sys.modules.update(saved)
+        for k in _BOUND:  # the package attribute too (``from gridflow.backends import gpu``)
+            parent, _, child = k.rpartition(".")
+            if parent in sys.modules:
+                if k in saved:
+                    setattr(sys.modules[parent], child, saved[k])
+                elif hasattr(sys.modules[parent], child):
+                    delattr(sys.modules[parent], child)
         _gpu_cache_clear()

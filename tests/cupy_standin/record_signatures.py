@@ -79,6 +79,8 @@ def from_inspect(obj):
     sig = inspect.signature(obj)
     out = []
     for p in sig.parameters.values():
+        if p.name == "self":  # methods are recorded as called on an instance
+            continue
         default = None if p.default is inspect.Parameter.empty else repr(p.default)
         out.append([p.name, KINDS[p.kind], default, None])
     return out
