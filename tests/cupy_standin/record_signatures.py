@@ -22,10 +22,6 @@ import re
 import sys
 from pathlib import Path
 
-# this folder holds the stand-in's own ``cupy``: record the real one
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-import cupy  # noqa: E402
-
 EMPTY = None
 KINDS = {inspect.Parameter.POSITIONAL_ONLY: "POSITIONAL_ONLY",
          inspect.Parameter.POSITIONAL_OR_KEYWORD: "POSITIONAL_OR_KEYWORD",
@@ -179,6 +175,11 @@ def record(name, obj, sigs):
 
 
 def main():
+    # this folder holds the stand-in's own ``cupy``: record the real one
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    import cupy
+
     sigs = {}
     for name in sorted(dir(cupy)):
         if name.startswith("_"):
