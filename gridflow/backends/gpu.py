@@ -430,6 +430,7 @@ class GPUBatchOps:
 
     def _chunks(self, k: int, per_row: int):
         free, _total = cp.cuda.runtime.memGetInfo()
+        free += cp.get_default_memory_pool().free_bytes()  # held by CuPy's pool, reusable
         rows = max(1, int(self.backend.memory_fraction * free // max(per_row, 1)))
         for a in range(0, k, rows):
             yield a, min(k, a + rows)

@@ -150,6 +150,9 @@ class _MemoryPool:
     def used_bytes(self):
         return 0
 
+    def free_bytes(self):
+        return 0
+
     def total_bytes(self):
         return 0
 
