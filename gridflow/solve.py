@@ -179,5 +179,5 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
     if enforce_q_lims:
         extra["q_limited"] = np.flatnonzero(r.q_limited[0])
     return make_result(case, net, r.V[0], converged=ok, iterations=total_it, max_mismatch_pu=float(r.max_mismatch[0]),
-                       worst_bus=int(r.worst_bus[0]), init=start, backend="cpu", message=message,
+                       worst_bus=int(r.worst_bus[0]), init=start, backend=model.backend.name, message=message,
                        gen_p=r.pg[0], gen_q=r.qg[0], extra=extra)

@@ -1,31 +1,35 @@
-// gridflow: CUDA kernels for the batched Newton-Raphson AC power flow.
+// gridflow: CUDA kernels of the GPU backend (gridflow/backends/gpu.py).
 //
-// One kernel per stage of a Newton iteration, for T scenarios at once that share one
-// network (Ybus) and one Jacobian sparsity pattern:
+// The Newton engine (gridflow/newton.py) runs the same steps on the CPU and the GPU; the two
+// stages that need a sparse gather per scenario are kernels here, one per stage:
 //
-//   gridflow_mismatch        Ibus = Ybus V,  mis = V conj(Ibus) - Sbus
-//   gridflow_jacobian        J's values in its fixed CSR pattern (the fused twin of
-//                            gridflow.jacobian.jacobian_values)
-//   gridflow_update_voltage  Va[pvpq] += step dx[:npvpq], Vm[pq] += step dx[npvpq:], V = Vm e^(j Va)
-//   gridflow_max_abs         ||F_t||_inf per scenario (the convergence test)
+//   gridflow_ibus      Ibus = Ybus_t V_t for k scenarios, Ybus_t the base Ybus less scenario t's
+//                      outaged branches (twin: CPUBatchOps.ibus)
+//   gridflow_jacobian  J(V_t)'s values in the Jacobian pattern's storage order, with scenario t's
+//                      outages, the distributed-slack column and pinned rows (twin:
+//                      CPUBatchOps._values, i.e. gridflow.jacobian.jacobian_values)
 //
 // Conventions shared by every kernel:
-//   * complex128 is double2 {x = real, y = imaginary}: the memory layout of NumPy/CuPy
-//     complex128, so CuPy arrays are passed as they are. No header is needed: the file
-//     compiles with plain nvcc and with NVRTC (cupy.RawModule).
-//   * batched arrays are C-contiguous with the scenario t as the leading axis: X[t, j] is
-//     X[t * ncols + j].
-//   * sizes that can exceed 2^31 (T * nb, T * nnzJ) are long long; row/column counts int.
-//   * every kernel is a grid-stride loop: any 1-D launch covers the whole problem.
-//   * per unit throughout; float64 only.
+//   * complex128 is double2 {x = real, y = imaginary}: the memory layout of NumPy/CuPy complex128.
+//     No header is needed: the file compiles with nvcc and NVRTC (cupy.RawModule), and, with a
+//     small shim for the CUDA keywords, as host C++ (the CuPy stand-in of the test suite runs
+//     these very sources on the CPU).
+//   * batched arrays are C-contiguous with the scenario row j as the leading axis: X[j, c] is
+//     X[j * ncols + c]. Row j of a call is scenario sc[j] of the batch (0 <= sc[j] < T).
+//   * outages: scenario t has the branches out_br[out_ptr[t] : out_ptr[t + 1]] out of service;
+//     each scenario has a few (N-1: one), so a thread scans its scenario's list.
+//   * every kernel is a grid-stride loop with no shared memory and no synchronization: any 1-D
+//     launch covers the whole problem, and one thread per output element writes it alone.
+//   * sizes that can exceed 2^31 (k * nb, k * nnzJ) are long long; indices int. Per unit; float64.
 
 typedef long long i64;
 
-// sources of a Jacobian value (gridflow.jacobian): real/imaginary part of dS/dVa or dS/dVm
+// sources of a Jacobian value (gridflow.jacobian): Re/Im of dS/dVa or dS/dVm; the slack column
 #define RE_DVA 0
 #define RE_DVM 1
 #define IM_DVA 2
 #define IM_DVM 3
+#define SLACK 4
 
 __device__ __forceinline__ double2 gf_mul(double2 a, double2 b)
 {
@@ -38,43 +42,48 @@ __device__ __forceinline__ double2 gf_mul_conj(double2 a, double2 b)
     return make_double2(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y);
 }
 
-__device__ __forceinline__ double gf_abs(double2 a) { return hypot(a.x, a.y); }
+__device__ __forceinline__ double2 gf_sub(double2 a, double2 b) { return make_double2(a.x - b.x, a.y - b.y); }
 
-// max that propagates NaN (a NaN anywhere in F must make ||F||_inf NaN)
-__device__ __forceinline__ double gf_nanmax(double a, double b)
+// 1 / |v|, and 0 at a de-energized bus (v = 0), as gridflow.jacobian does
+__device__ __forceinline__ double gf_inv_abs(double2 v)
 {
-    if (a != a) return a;
-    return (b != b || b > a) ? b : a;
+    const double m = hypot(v.x, v.y);
+    return m > 0.0 ? 1.0 / m : 0.0;
 }
 
-// ------------------------------------------------------------------------------------
-// gridflow_mismatch: batched CSR sparse matrix-vector product and power mismatch.
+// ------------------------------------------------------------------------------------------------
+// gridflow_ibus: bus current injections of k scenarios.
 //
-//   Ibus[t, i] = sum_{p in row i} Ydata[p] * V[t, indices[p]]
-//   mis[t, i]  = V[t, i] * conj(Ibus[t, i]) - Sbus[t * s_stride + i]
+//   Ibus[j, i] = sum_{p in row i of Ybus} Y_p V[j, col_p]
+//                - sum_{branch b out in scenario sc[j], f_b == i} (Yff_b V[j, f_b] + Yft_b V[j, t_b])
+//                - sum_{branch b out in scenario sc[j], t_b == i} (Ytf_b V[j, f_b] + Ytt_b V[j, t_b])
 //
-// One thread per (scenario t, bus row i); Ybus rows hold ~4 entries, so a warp per row
-// would idle. Terms are summed in stored order, as SciPy's CSR product does.
+// One thread per (row j, bus i); Ybus rows hold ~4 entries, so a warp per row would idle.
 //
-//   indptr   int32      (nb + 1,)   Ybus CSR row pointers (shared by all scenarios)
-//   indices  int32      (nnzY,)     Ybus column indices
-//   ydata    complex128 (nnzY,)     Ybus values
-//   V        complex128 (T, nb)     bus voltages
-//   Sbus     complex128 (T, nb) with s_stride = nb, or (nb,) with s_stride = 0
-//   Ibus     complex128 (T, nb)     out
-//   mis      complex128 (T, nb)     out
-// ------------------------------------------------------------------------------------
-extern "C" __global__ void gridflow_mismatch(const int* __restrict__ indptr, const int* __restrict__ indices,
-                                             const double2* __restrict__ ydata, const double2* __restrict__ V,
-                                             const double2* __restrict__ Sbus, const i64 s_stride,
-                                             double2* __restrict__ Ibus, double2* __restrict__ mis,
-                                             const i64 T, const int nb)
+//   indptr, indices  int32      (nb + 1,), (nnzY,)  Ybus CSR, base topology
+//   ydata            complex128 (nnzY,)
+//   V                complex128 (k, nb)
+//   sc               int32      (k,)        scenario of each row
+//   out_ptr          int32      (T + 1,)    outage lists (see the conventions); all 0: none
+//   out_br           int32      (m,)        outaged branch rows (length >= 1; unread when m = 0)
+//   bf, bt           int32      (nl,)       branch from / to bus
+//   yff, yft, ytf, ytt complex128 (nl,)     each branch's Ybus admittances
+//   Ibus             complex128 (k, nb)     out
+// ------------------------------------------------------------------------------------------------
+extern "C" __global__ void gridflow_ibus(const int* __restrict__ indptr, const int* __restrict__ indices,
+                                         const double2* __restrict__ ydata, const double2* __restrict__ V,
+                                         const int* __restrict__ sc, const int* __restrict__ out_ptr,
+                                         const int* __restrict__ out_br, const int* __restrict__ bf,
+                                         const int* __restrict__ bt, const double2* __restrict__ yff,
+                                         const double2* __restrict__ yft, const double2* __restrict__ ytf,
+                                         const double2* __restrict__ ytt, double2* __restrict__ Ibus, const i64 k,
+                                         const int nb)
 {
-    const i64 total = T * (i64)nb;
+    const i64 total = k * (i64)nb;
     for (i64 g = blockIdx.x * (i64)blockDim.x + threadIdx.x; g < total; g += (i64)gridDim.x * blockDim.x) {
-        const i64 t = g / nb;
-        const int i = (int)(g - t * nb);
-        const double2* v = V + t * nb;
+        const i64 j = g / nb;
+        const int i = (int)(g - j * nb);
+        const double2* v = V + j * nb;
         double2 acc = make_double2(0.0, 0.0);
         const int end = indptr[i + 1];
         for (int p = indptr[i]; p < end; ++p) {
@@ -82,158 +91,118 @@ extern "C" __global__ void gridflow_mismatch(const int* __restrict__ indptr, con
             acc.x += term.x;
             acc.y += term.y;
         }
+        const int t = sc[j];
+        for (int q = out_ptr[t]; q < out_ptr[t + 1]; ++q) {
+            const int b = out_br[q];
+            const double2 vf = v[bf[b]];
+            const double2 vt = v[bt[b]];
+            if (bf[b] == i) {
+                const double2 a = gf_mul(yff[b], vf);
+                const double2 c = gf_mul(yft[b], vt);
+                acc = gf_sub(acc, make_double2(a.x + c.x, a.y + c.y));
+            }
+            if (bt[b] == i) {
+                const double2 a = gf_mul(ytf[b], vf);
+                const double2 c = gf_mul(ytt[b], vt);
+                acc = gf_sub(acc, make_double2(a.x + c.x, a.y + c.y));
+            }
+        }
         Ibus[g] = acc;
-        const double2 s = gf_mul_conj(v[i], acc);
-        const double2 sb = Sbus[t * s_stride + i];
-        mis[g] = make_double2(s.x - sb.x, s.y - sb.y);
     }
 }
 
-// ------------------------------------------------------------------------------------
-// gridflow_jacobian: J's values for every scenario, straight into J's CSR data array.
+// ------------------------------------------------------------------------------------------------
+// gridflow_jacobian: J(V_t)'s values for k scenarios, in the pattern's storage order.
 //
-// J nonzero m derives from Ybus stored entry p = src[m] at row i = yrow[p], column
-// k = ycol[p]. With a_p = V_i conj(Y_p V_k) and S_i = V_i conj(Ibus_i):
+// J value m of a P/Q row derives from Ybus stored entry p = src[m] at row i = yrow[p], column
+// kk = ycol[p], with scenario t's value Y_p less the admittances of its outaged branches stored
+// at p (pff/pft/ptf/ptt). With a_p = V_i conj(Y_p V_kk) and S_i = V_i conj(Ibus_i):
 //
-//   dS/dVa[i, k] = -j a_p        (+ j S_i       when i == k)
-//   dS/dVm[i, k] = a_p / |V_k|   (+ S_i / |V_i| when i == k)
+//   dS/dVa[i, kk] = -j a_p          (+ j S_i        when i == kk)
+//   dS/dVm[i, kk] = a_p / |V_kk|    (+ S_i / |V_i|  when i == kk)
 //
-// and kind[m] picks the part: RE_DVA Re dS/dVa, RE_DVM Re dS/dVm, IM_DVA Im dS/dVa,
-// IM_DVM Im dS/dVm. So
+// and kind[m] picks the part (RE_DVA: Im a_p - Im S_i on the diagonal; IM_DVA: -Re a_p + Re S_i;
+// RE_DVM: Re a_p / |V_kk| + Re S_i / |V_i|; IM_DVM: Im a_p / |V_kk| + Im S_i / |V_i|; 1 / |V| is
+// 0 at a de-energized bus). A SLACK value (the distributed-slack column) is -w[j, src[m]]
+// (src is the bus; 0 without w). A pinned row (free[sc[j], jrow[m]] false) is the identity row:
+// 1 on the diagonal (jrow == jcol), 0 elsewhere.
 //
-//   RE_DVA:  Im a_p            (- Im S_i          on the diagonal)
-//   IM_DVA: -Re a_p            (+ Re S_i          on the diagonal)
-//   RE_DVM:  Re a_p / |V_k|    (+ Re S_i / |V_i|  on the diagonal)
-//   IM_DVM:  Im a_p / |V_k|    (+ Im S_i / |V_i|  on the diagonal)
+// One thread per (row j, J value m); consecutive threads write consecutive m.
 //
-// One thread per (scenario t, J nonzero m); consecutive threads write consecutive m.
-//
-//   V, Ibus  complex128 (T, nb)
-//   ydata    complex128 (nnzY,);  yrow, ycol int32 (nnzY,): row and column of each entry
-//   src      int32      (nnzJ,)   Ybus entry of each J value
-//   kind     int8       (nnzJ,)   RE_DVA, RE_DVM, IM_DVA or IM_DVM
-//   J        float64    (T, nnzJ) out, in the pattern's order
-// ------------------------------------------------------------------------------------
+//   V, Ibus          complex128 (k, nb)
+//   ydata            complex128 (nnzY,);  yrow, ycol int32 (nnzY,)
+//   src              int32      (nnzJ,)   Ybus entry (or bus, for SLACK) of each J value
+//   kind             int8       (nnzJ,)   RE_DVA, RE_DVM, IM_DVA, IM_DVM or SLACK
+//   jrow, jcol       int32      (nnzJ,)   row and column of each J value
+//   sc, out_ptr, out_br  as in gridflow_ibus
+//   pff, pft, ptf, ptt   int32  (nl,)     storage positions of each branch's admittances in ydata
+//   yff, yft, ytf, ytt   complex128 (nl,)
+//   w                float64    (k, nb)   participation factors, read when has_w
+//   free_rows        bool       (T, n)    false where a row is pinned, read when has_free
+//   J                float64    (k, nnzJ) out
+// ------------------------------------------------------------------------------------------------
 extern "C" __global__ void gridflow_jacobian(const double2* __restrict__ V, const double2* __restrict__ Ibus,
                                              const double2* __restrict__ ydata, const int* __restrict__ yrow,
                                              const int* __restrict__ ycol, const int* __restrict__ src,
-                                             const signed char* __restrict__ kind, double* __restrict__ J,
-                                             const i64 T, const int nb, const int nnzJ)
+                                             const signed char* __restrict__ kind, const int* __restrict__ jrow,
+                                             const int* __restrict__ jcol, const int* __restrict__ sc,
+                                             const int* __restrict__ out_ptr, const int* __restrict__ out_br,
+                                             const int* __restrict__ pff, const int* __restrict__ pft,
+                                             const int* __restrict__ ptf, const int* __restrict__ ptt,
+                                             const double2* __restrict__ yff, const double2* __restrict__ yft,
+                                             const double2* __restrict__ ytf, const double2* __restrict__ ytt,
+                                             const double* __restrict__ w, const int has_w,
+                                             const bool* __restrict__ free_rows, const int has_free,
+                                             double* __restrict__ J, const i64 k, const int nb, const int n,
+                                             const int nnzJ)
 {
-    const i64 total = T * (i64)nnzJ;
+    const i64 total = k * (i64)nnzJ;
     for (i64 g = blockIdx.x * (i64)blockDim.x + threadIdx.x; g < total; g += (i64)gridDim.x * blockDim.x) {
-        const i64 t = g / nnzJ;
-        const int m = (int)(g - t * nnzJ);
+        const i64 j = g / nnzJ;
+        const int m = (int)(g - j * nnzJ);
+        const int t = sc[j];
+        if (has_free && !free_rows[(i64)t * n + jrow[m]]) {
+            J[g] = jrow[m] == jcol[m] ? 1.0 : 0.0;
+            continue;
+        }
+        const int kd = kind[m];
+        if (kd == SLACK) {
+            J[g] = has_w ? -w[j * nb + src[m]] : 0.0;
+            continue;
+        }
         const int p = src[m];
         const int i = yrow[p];
-        const int k = ycol[p];
-        const int kd = kind[m];
-        const double2* v = V + t * nb;
+        const int kk = ycol[p];
+        double2 y = ydata[p];
+        for (int q = out_ptr[t]; q < out_ptr[t + 1]; ++q) {
+            const int b = out_br[q];
+            if (pff[b] == p) y = gf_sub(y, yff[b]);
+            if (pft[b] == p) y = gf_sub(y, yft[b]);
+            if (ptf[b] == p) y = gf_sub(y, ytf[b]);
+            if (ptt[b] == p) y = gf_sub(y, ytt[b]);
+        }
+        const double2* v = V + j * nb;
         const double2 vi = v[i];
-        const double2 vk = v[k];
-        const double2 a = gf_mul_conj(vi, gf_mul(ydata[p], vk));
+        const double2 vk = v[kk];
+        const double2 a = gf_mul_conj(vi, gf_mul(y, vk));
         double val;
         if (kd == RE_DVA) {
             val = a.y;
         } else if (kd == IM_DVA) {
             val = -a.x;
         } else {
-            val = (kd == RE_DVM ? a.x : a.y) / gf_abs(vk);
+            val = (kd == RE_DVM ? a.x : a.y) * gf_inv_abs(vk);
         }
-        if (i == k) {
-            const double2 s = gf_mul_conj(vi, Ibus[t * nb + i]);
+        if (i == kk) {
+            const double2 s = gf_mul_conj(vi, Ibus[j * nb + i]);
             if (kd == RE_DVA) {
                 val -= s.y;
             } else if (kd == IM_DVA) {
                 val += s.x;
             } else {
-                val += (kd == RE_DVM ? s.x : s.y) / gf_abs(vi);
+                val += (kd == RE_DVM ? s.x : s.y) * gf_inv_abs(vi);
             }
         }
         J[g] = val;
-    }
-}
-
-// ------------------------------------------------------------------------------------
-// gridflow_update_voltage: the Newton update, for active scenarios only.
-//
-// For every scenario t with active[t] (all when has_active == 0) and every bus i:
-//
-//   Va[t, i] += step_t * dx[t, pos_va[i]]   if pos_va[i] >= 0   (i in pvpq, pos_va[i] its index there)
-//   Vm[t, i] += step_t * dx[t, pos_vm[i]]   if pos_vm[i] >= 0   (i in pq: npvpq + its index in pq)
-//   V[t, i]   = Vm[t, i] * (cos Va[t, i] + j sin Va[t, i])
-//
-// with step_t = step[t] when has_step, else 1 (newtonpf's full step; a line search passes
-// its per-scenario step length, and dx = J^-1 F callers pass a negative one). Inactive
-// scenarios are left untouched. One thread per (t, i), so no two threads share an output.
-//
-//   dx        float64    (T, n)    n = npvpq + npq
-//   pos_va    int32      (nb,)     -1 where bus i has no angle unknown
-//   pos_vm    int32      (nb,)     -1 where bus i has no magnitude unknown
-//   active    uint8/bool (T,)      read only when has_active != 0
-//   step      float64    (T,)      read only when has_step != 0
-//   Va, Vm    float64    (T, nb)   in/out
-//   V         complex128 (T, nb)   out (written for active scenarios)
-// ------------------------------------------------------------------------------------
-extern "C" __global__ void gridflow_update_voltage(const double* __restrict__ dx, const i64 n,
-                                                   const int* __restrict__ pos_va, const int* __restrict__ pos_vm,
-                                                   const unsigned char* __restrict__ active, const int has_active,
-                                                   const double* __restrict__ step, const int has_step,
-                                                   double* __restrict__ Va, double* __restrict__ Vm,
-                                                   double2* __restrict__ V, const i64 T, const int nb)
-{
-    const i64 total = T * (i64)nb;
-    for (i64 g = blockIdx.x * (i64)blockDim.x + threadIdx.x; g < total; g += (i64)gridDim.x * blockDim.x) {
-        const i64 t = g / nb;
-        if (has_active && !active[t]) continue;
-        const int i = (int)(g - t * nb);
-        const double s = has_step ? step[t] : 1.0;
-        const int ja = pos_va[i];
-        const int jm = pos_vm[i];
-        double va = Va[g];
-        double vm = Vm[g];
-        if (ja >= 0) {
-            va += s * dx[t * n + ja];
-            Va[g] = va;
-        }
-        if (jm >= 0) {
-            vm += s * dx[t * n + jm];
-            Vm[g] = vm;
-        }
-        double sn, cs;
-        sincos(va, &sn, &cs);
-        V[g] = make_double2(vm * cs, vm * sn);
-    }
-}
-
-// ------------------------------------------------------------------------------------
-// gridflow_max_abs: out[t] = max_j |F[t, j]| (0 when n == 0; NaN if any F[t, j] is NaN).
-//
-// One block per scenario (grid-stride over t); blockDim.x must be a multiple of 32, at
-// most 1024. Threads stride over j, then a warp-shuffle and shared-memory reduction.
-//
-//   F    float64 (T, n)
-//   out  float64 (T,)
-// ------------------------------------------------------------------------------------
-extern "C" __global__ void gridflow_max_abs(const double* __restrict__ F, const i64 n, double* __restrict__ out,
-                                            const i64 T)
-{
-    __shared__ double warp_max[32];
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int nwarps = blockDim.x >> 5;
-    for (i64 t = blockIdx.x; t < T; t += gridDim.x) {
-        const double* f = F + t * n;
-        double m = 0.0;
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x) m = gf_nanmax(m, fabs(f[j]));
-        for (int off = 16; off > 0; off >>= 1) m = gf_nanmax(m, __shfl_down_sync(0xffffffffu, m, off));
-        if (lane == 0) warp_max[warp] = m;
-        __syncthreads();
-        if (warp == 0) {
-            m = lane < nwarps ? warp_max[lane] : 0.0;
-            for (int off = 16; off > 0; off >>= 1) m = gf_nanmax(m, __shfl_down_sync(0xffffffffu, m, off));
-            if (lane == 0) out[t] = m;
-        }
-        __syncthreads();  // warp_max is reused by the next scenario
     }
 }

@@ -1,9 +1,15 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules.
+
+``gpu``-marked tests run on the real CuPy where it sees a CUDA device, else on the CuPy
+stand-in (``tests/cupy_standin``), so CI runs the GPU path on the CPU; ``GRIDFLOW_CUPY_STANDIN=1``
+forces the stand-in, ``=0`` the real CuPy (the tests skip without a device).
+"""
 
 from __future__ import annotations
 
 import os
 
+import cupy_standin
 import pytest
 
 try:  # property tests (tests/test_fuzz.py): bounded and repeatable in CI, long and random on request
@@ -18,6 +24,22 @@ except ImportError:  # hypothesis is in the 'test' extra
     pass
 
 from gridflow.io import matpower_data_dir
+
+
+@pytest.fixture(autouse=True)
+def _cupy_for_gpu_tests(request):
+    """Puts the CuPy stand-in in place around every ``gpu`` test that runs on it."""
+    if request.node.get_closest_marker("gpu") is None:
+        yield
+        return
+    mode = cupy_standin.mode()
+    if mode == "none":
+        pytest.skip("no CUDA device (GRIDFLOW_CUPY_STANDIN=0 refuses the CuPy stand-in)")
+    if mode == "real":
+        yield
+        return
+    with cupy_standin.active():
+        yield
 
 
 @pytest.fixture(scope="session")
