@@ -23,7 +23,7 @@ import numpy as np
 from gridflow.case import Case, check_case
 from gridflow.errors import GridflowError
 from gridflow.model import PowerFlowModel
-from gridflow.results import BatchResult, branch_flows, loading_percent
+from gridflow.results import BatchResult, branch_flows, dead_bus_count, loading_percent
 from gridflow.slack import participation_factors
 from gridflow.solve import check_options, model_for, solve_with_model
 from gridflow.start import with_setpoints
@@ -192,7 +192,7 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
                converged=r.converged, iterations=r.iterations, chord_steps=r.chord_steps,
                max_mismatch_mva=r.max_mismatch * base, backend=model.backend.name, bus=case.bus.number,
                reason=r.reason, gen_p_mw=r.pg * base, gen_q_mvar=r.qg * base, slack_mw=r.slack * base,
-               dead_buses=(net.energized & ~live).sum(axis=1))
+               dead_buses=dead_bus_count(case, net) + (net.energized & ~live).sum(axis=1))
     if branch_results:
         out.update(_branch_batch(case, net, V, branch_out))
     return BatchResult(**out)

