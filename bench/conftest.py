@@ -40,6 +40,7 @@ import scipy.sparse as sp
 
 import gridflow
 from gridflow.network import make_sbus
+from gridflow.start import initial_voltage
 from gridflow.validate import to_ppc
 
 #: gridflow's ``solve`` module (``gridflow.solve`` the attribute is the function)
@@ -181,10 +182,9 @@ def build_bundle(name: str) -> Bundle:
 
             def factory(ppc=ppc):
                 return init_from_matpower(ppc)
-    prep = gsolve.prepare(case)
-    n = prep.net
+    n = gsolve.model_for(case).net
     Sbus = make_sbus(case, n)
-    V0 = gsolve.initial_voltage(case, n, "case", Sbus)
+    V0 = initial_voltage(case, n, "case", Sbus)
     res = gridflow.solve(case, tol_mva=gf_tol_mva(case, "peer"))
     if not res.converged:
         raise RuntimeError(f"{name}: gridflow's reference solve did not converge: {res.message}")

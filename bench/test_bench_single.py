@@ -7,9 +7,10 @@ accuracy (tol_mva = 1e-8 * baseMVA, label "peer") and at its default 1e-8 MVA ("
 
 What is timed (``benchmark.extra_info["timed"]`` says it per row):
 
-* gridflow ``solve``: repeat calls (Ybus, Jacobian pattern and KLU symbolic analysis cached per
-  topology); ``solve_first``: the cache emptied before every call; ``newtonpf``: the Newton loop
-  alone, everything cached; ``load_case``: reading the case.
+* gridflow ``solve``: repeat calls (the topology's PowerFlowModel cached: Ybus, Jacobian pattern, KLU
+  symbolic analysis, this thread's numeric factorization); ``solve_first``: the model cache emptied
+  before every call; ``engine``: ``PowerFlowModel.run`` alone (the Newton engine from the start, T = 1),
+  everything cached; ``load_case``: reading the case.
 * pandapower ``runpp``: every call (pandapower rebuilds its internal case each time).
 * lightsim2grid ``NRSing_KLU.solve``: repeat calls on one solver object (symbolic analysis
   kept) and first calls (a new solver each time); ``LSGrid.ac_pf``: repeat calls.
@@ -37,7 +38,7 @@ import gridflow
 from gridflow.jacobian import jacobian_pattern, jacobian_values
 from gridflow.linalg import make_solver
 from gridflow.network import make_network, make_sbus
-from gridflow.newton import mismatch, newtonpf
+from gridflow.newton import mismatch
 from gridflow.results import make_result
 
 #: max |dVm| (pu) allowed between a peer's answer and gridflow's when both solve the same model
@@ -82,7 +83,7 @@ def test_gridflow_solve_first(benchmark, name):
     case = bundle.case
     tol_mva = gf_tol_mva(case, "peer")
     res = benchmark.pedantic(gridflow.solve, args=(case,), kwargs={"tol_mva": tol_mva},
-                             setup=gsolve._cache.clear, rounds=min(3, rounds(name, "slow")), iterations=1)
+                             setup=gsolve._models.clear, rounds=min(3, rounds(name, "slow")), iterations=1)
     _info(benchmark, bundle, "gridflow", "solve_first", "first call (topology cache emptied before each call)",
           tol_mva=tol_mva, tol_label="peer", converged=bool(res.converged), iterations=int(res.iterations),
           start=res.init)
@@ -91,60 +92,64 @@ def test_gridflow_solve_first(benchmark, name):
 
 @pytest.mark.parametrize("name", SINGLE_CASES)
 def test_gridflow_newton_and_stages(benchmark, name):
-    """The Newton loop alone (benchmarked), and every stage of ``solve`` timed on its own (extra_info)."""
+    """The Newton engine alone (benchmarked), and every stage of ``solve`` timed on its own (extra_info)."""
+    from gridflow.linalg import analyze
+    from gridflow.model import PowerFlowModel, topology_key
+    from gridflow.start import initial_voltage
+
     bundle = get_bundle(name)
     case = bundle.case
     tol = PEER_TOL_PU
-    prep = gsolve.prepare(case)
-    net = prep.net
-    pattern, lin = prep.linear(net.pv, net.pq)
-    Sbus = make_sbus(case, net)
+    model = gsolve.model_for(case)
+    net = model.net
+    roles = model.roles(1)
+    pattern = model.pattern(np.r_[net.pv, net.pq], net.pq)
+    loads = dict(pd=case.bus.pd[None], qd=case.bus.qd[None], pg=case.gen.pg[None], qg=case.gen.qg[None])
     V0 = bundle.V0
     n = 3 if case.nb > 30000 else 5
 
     def run():
-        return newtonpf(net.Ybus, Sbus, V0, net.ref, net.pv, net.pq, tol=tol, max_iter=MAX_ITER, pattern=pattern,
-                        lin=lin)
+        return model.run(V0[None], **loads, roles=roles, tol=tol, max_iter=MAX_ITER)
 
     r = benchmark.pedantic(run, rounds=rounds(name), iterations=1, warmup_rounds=1)
+    V = r.V[0]
     # stages, ms (medians of n calls)
     st = {}
     st["first: make_network (Ybus, bus types, islands)"] = median_ms(lambda: make_network(case), n)
     st["first: jacobian_pattern"] = median_ms(lambda: jacobian_pattern(net.Ybus, net.pv, net.pq), n)
-    st["first: KLU analyze (make_solver)"] = median_ms(lambda: make_solver("auto", pattern), n)
-    Yrow, Ycol = prep.Yrow, net.Ybus.indices
-    mis, Ibus = mismatch(net.Ybus, r.V, Sbus)
-    data = jacobian_values(r.V, Ibus, net.Ybus.data, Yrow, Ycol, pattern, diag=prep.diag)
+    st["first: KLU analyze"] = median_ms(lambda: analyze("auto", pattern), n)
+    st["first: PowerFlowModel (all of the above that a model builds at once)"] = median_ms(
+        lambda: PowerFlowModel(case), n)
+    Sbus = make_sbus(case, net)
+    mis, Ibus = mismatch(net.Ybus, V, Sbus)
+    data = jacobian_values(V, Ibus, net.Ybus.data, model.Yrow, net.Ybus.indices, pattern, diag=model.Ydiag)
     solvers = [make_solver("auto", pattern) for _ in range(n)]
     it = iter(solvers)
     st["first: KLU factor (pivoting)"] = median_ms(lambda: next(it).factorize(data), n)
     st["call: check_case"] = median_ms(lambda: gsolve.check_case(case), n)
-    st["call: topology_key (cache lookup)"] = median_ms(lambda: gsolve.topology_key(case), n)
-    st["call: make_sbus"] = median_ms(lambda: make_sbus(case, net), n)
-    st["call: initial_voltage"] = median_ms(lambda: gsolve.initial_voltage(case, net, "case", Sbus), n)
-    st["call: newtonpf"] = median_ms(run, n)
+    st["call: topology_key (model cache lookup)"] = median_ms(lambda: topology_key(case), n)
+    st["call: model.roles"] = median_ms(lambda: model.roles(1), n)
+    st["call: initial_voltage"] = median_ms(lambda: initial_voltage(case, net, "case", Sbus), n)
+    st["call: engine (model.run)"] = median_ms(run, n)
     st["call: make_result (tables, branch flows)"] = median_ms(
-        lambda: make_result(case, net, r.V, converged=True, iterations=r.iterations, max_mismatch_pu=0.0,
-                            worst_bus=0, init="case", backend="cpu"), n)
+        lambda: make_result(case, net, V, converged=True, iterations=1, max_mismatch_pu=0.0,
+                            worst_bus=0, init="case", backend="cpu", gen_p=r.pg[0], gen_q=r.qg[0]), n)
+    lin = model.local_solver(pattern)
     pvpq = np.r_[net.pv, net.pq]
     F = np.r_[mis[pvpq].real, mis[net.pq].imag]
     lin.factorize(data)
     st["iter: jacobian_values"] = median_ms(
-        lambda: jacobian_values(r.V, Ibus, net.Ybus.data, Yrow, Ycol, pattern, diag=prep.diag), n)
+        lambda: jacobian_values(V, Ibus, net.Ybus.data, model.Yrow, net.Ybus.indices, pattern, diag=model.Ydiag), n)
     st["iter: KLU refactor (+rcond)"] = median_ms(lambda: lin.factorize(data), n)
     st["iter: KLU solve"] = median_ms(lambda: lin.solve(F), n)
-    st["iter: mismatch (Ybus @ V)"] = median_ms(lambda: mismatch(net.Ybus, r.V, Sbus), n)
-    st["iter: F @ F (BLAS ddot, twice per iteration)"] = median_ms(lambda: F @ F, 21)
-    st["iter: np.dot-free sum(F*F)"] = median_ms(lambda: float(np.sum(F * F)), 21)
-    per_iter = sum(v for k, v in st.items() if k.startswith("iter:") and "sum(F*F)" not in k
-                   and "BLAS" not in k)
-    st["newtonpf minus iterations x (jac + refactor + solve + mismatch)"] = (
-        st["call: newtonpf"] - r.iterations * per_iter)
-    _info(benchmark, bundle, "gridflow", "newtonpf", "Newton loop only (pattern, KLU analysis cached)",
-          tol_mva=tol * case.base_mva, tol_label="peer", converged=bool(r.converged), iterations=int(r.iterations),
-          start="case", stages_ms={k: round(v, 3) for k, v in st.items()}, jacobian_n=int(pattern.n),
-          jacobian_nnz=int(pattern.nnz), dvm_pu=float(np.max(np.abs(np.abs(r.V) - np.abs(bundle.ref_V)))))
-    assert r.converged
+    st["iter: mismatch (Ybus @ V)"] = median_ms(lambda: mismatch(net.Ybus, V, Sbus), n)
+    _info(benchmark, bundle, "gridflow", "engine", "PowerFlowModel.run only (pattern, KLU analysis cached)",
+          tol_mva=tol * case.base_mva, tol_label="peer", converged=bool(r.converged[0]),
+          iterations=int(r.iterations[0] + r.chord_steps[0]), newton_steps=int(r.iterations[0]),
+          chord_steps=int(r.chord_steps[0]), start="case", stages_ms={k: round(v, 3) for k, v in st.items()},
+          jacobian_n=int(pattern.n), jacobian_nnz=int(pattern.nnz),
+          dvm_pu=float(np.max(np.abs(np.abs(V) - np.abs(bundle.ref_V)))))
+    assert r.converged[0]
 
 
 # ---------------------------------------------------------------- pandapower
