@@ -88,6 +88,7 @@ def solve_batch(case: Case, p_mw=None, q_mvar=None, *, scale=None, pg_mw=None, b
                 backend: str = "auto", tol_mva: float = 1e-8, max_iter: int = 20, branch_results: bool = False,
                 threads: int | None = None, solver: str = "auto", enforce_q_lims: bool = False,
                 distributed_slack: bool = False, participation=None, enforce_p_lims: bool = True,
+                q_release: bool = False,
                 V0=None) -> BatchResult:
     """Solve one AC power flow per scenario.
 
@@ -116,7 +117,7 @@ def solve_batch(case: Case, p_mw=None, q_mvar=None, *, scale=None, pg_mw=None, b
         Also return branch flows and loading (T, nl), MW / MVAr / %.
     threads : int, optional
         CPU threads for the factorizations (default: the CPUs this process may use).
-    enforce_q_lims, distributed_slack, participation, enforce_p_lims
+    enforce_q_lims, q_release, distributed_slack, participation, enforce_p_lims
         As in :func:`gridflow.solve`, per scenario.
     V0 : complex (nb,) or (T, nb), optional
         Starts (default: the solved base case).
@@ -132,7 +133,8 @@ def solve_batch(case: Case, p_mw=None, q_mvar=None, *, scale=None, pg_mw=None, b
                             gen_out=gen_out,
                             tol_mva=tol_mva, max_iter=max_iter, branch_results=branch_results, threads=threads,
                             enforce_q_lims=enforce_q_lims, distributed_slack=distributed_slack,
-                            participation=participation, enforce_p_lims=enforce_p_lims, V0=V0)
+                            participation=participation, enforce_p_lims=enforce_p_lims, q_release=q_release,
+                            V0=V0)
 
 
 def _count(p_mw, scale, branch_out, gen_out) -> int:
@@ -149,6 +151,7 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
                      pg_mw=None, branch_out=None, gen_out=None, tol_mva: float = 1e-8, max_iter: int = 20,
                      branch_results: bool = False, threads: int | None = None, enforce_q_lims: bool = False,
                      distributed_slack: bool = False, participation=None, enforce_p_lims: bool = True,
+                q_release: bool = False,
                      V0=None) -> BatchResult:
     """:func:`solve_batch` on a model; ``case`` (default: the model's) gives the default loads, the
     dispatch and the generator limits, the model the topology."""
@@ -183,7 +186,8 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
         raise GridflowError(f"V0 must be ({case.nb},) or ({T}, {case.nb}) finite complex voltages")
     V0 = with_setpoints(case, V0, roles.energized, roles.gen_on, roles.energized & ~roles.q_free)
     r = model.run(V0, pd=Pd, qd=Qd, pg=Pg, qg=Qg, roles=roles, branch_out=branch_out, participation=wg,
-                  q_lims=enforce_q_lims, p_lims=enforce_p_lims, tol=tol_mva / case.base_mva, max_iter=max_iter,
+                  q_lims=enforce_q_lims, p_lims=enforce_p_lims, q_release=q_release, tol=tol_mva / case.base_mva,
+                  max_iter=max_iter,
                   threads=threads, case=case)
     base = case.base_mva
     live = r.roles.energized

@@ -64,6 +64,11 @@ _PATTERNS_KEPT = 16
 _LIMIT_ROUNDS = 50
 #: a generator counts as beyond a limit when past it by more than this, pu
 _LIMIT_TOL = 1e-9
+#: ``q_release``: a held bus whose voltage is this far on the wrong side of its setpoint gets its voltage
+#: control back (a dead band, as voltage regulators have: without it buses at the edge flip back and
+#: forth), at most MAX_RELEASES rounds per scenario
+RELEASE_PU = 1e-3
+MAX_RELEASES = 2
 
 
 def topology_key(case: Case) -> str:
@@ -338,14 +343,17 @@ class PowerFlowModel(EngineState):
                               bridge=self.bridges if need_bridges else None)
 
     def run(self, V0, *, pd, qd, pg, qg, roles: Roles, branch_out=None, participation=None, q_lims: bool = False,
-            p_lims: bool = True, tol: float, max_iter: int, line_search: bool = True, chord: bool = True,
-            threads: int | None = None, case: Case | None = None) -> Solved:
+            p_lims: bool = True, q_release: bool = False, tol: float, max_iter: int, line_search: bool = True,
+            chord: bool = True, threads: int | None = None, case: Case | None = None) -> Solved:
         """Solve T scenarios: loads ``pd``, ``qd`` (T, nb), generator schedules ``pg``, ``qg`` (T, ng),
         per unit; starts ``V0`` (T, nb) (setpoints applied by the caller); ``roles`` from :meth:`roles`;
         ``branch_out`` list of T int arrays; ``participation`` (T, ng) generator participation
         factors of a distributed slack (any scale; normalized here over each scenario's in-service
         generators in the reference bus's island), or None for single slack buses; ``p_lims``: hold
         the distributed slack's participants within [Pmin, Pmax]; ``q_lims``: PYPOWER's Q-limit rule;
+        ``q_release``: also give a held bus back its voltage control when its voltage ends on the side of its
+        setpoint that the held limit cannot explain (:data:`RELEASE_PU` dead band, at most
+        :data:`MAX_RELEASES` rounds);
         ``case``: the what-if whose generator limits apply (same topology; default the model's case).
         """
         case = self.case if case is None else case
@@ -359,6 +367,7 @@ class PowerFlowModel(EngineState):
         gen_on = roles.gen_on
         p_limited = np.zeros((T, case.ng), bool)
         q_limited = np.zeros((T, case.ng), bool)
+        releases = np.zeros(T, np.int64)
         wg = None
         if dist:
             wg = np.where(gen_on, np.maximum(np.asarray(participation, float), 0.0), 0.0)
@@ -417,7 +426,13 @@ class PowerFlowModel(EngineState):
             if dist and p_lims and len(ok):
                 again |= _hold_p_limits(case, ok, wg, pg, slack, p_limited)
             if q_lims and len(ok):
-                again |= _hold_q_limits(case, self.Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist)
+                held = _hold_q_limits(case, self.Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist)
+                again |= held
+                if q_release:
+                    calm = ok[~held[ok] & (releases[ok] < MAX_RELEASES)]
+                    back = _release_q_limits(case, calm, V, qg, q_free, q_limited)
+                    releases += back
+                    again |= back
             todo = np.flatnonzero(again)
             if not len(todo):
                 break
@@ -505,6 +520,35 @@ def _hold_q_limits(case, Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist) ->
         # the other generators at a switched bus hold their output (not at a limit: not flagged)
         again[t] = True
     return again
+
+def _release_q_limits(case, rows, V, qg, q_free, q_limited) -> np.ndarray:
+    """Give voltage control back to held buses whose voltage ended on the side of the setpoint their limit
+    cannot explain (held at Qmax yet above the setpoint, or at Qmin yet below it, by more than
+    :data:`RELEASE_PU`); True where re-solved. A generator with Qmin = Qmax never regulates: never released."""
+    gen = case.gen
+    again = np.zeros(len(V), bool)
+    if not len(rows):
+        return again
+    vset = np.zeros(case.nb)
+    on = np.flatnonzero(gen.status)[::-1]
+    _, last = np.unique(gen.bus[on], return_index=True)  # the last generator listed at a bus sets it (MATPOWER)
+    vset[gen.bus[on[last]]] = gen.vg[on[last]]
+    span = gen.qmax - gen.qmin > 1e-9
+    for t in rows:
+        lim = q_limited[t] & span
+        if not lim.any():
+            continue
+        vm = np.abs(V[t][gen.bus])
+        at_max = lim & (qg[t] >= gen.qmax - _LIMIT_TOL)
+        at_min = lim & (qg[t] <= gen.qmin + _LIMIT_TOL)
+        wrong = (at_max & (vm > vset[gen.bus] + RELEASE_PU)) | (at_min & (vm < vset[gen.bus] - RELEASE_PU))
+        if wrong.any():
+            buses = np.unique(gen.bus[wrong])
+            q_free[t, buses] = False
+            q_limited[t, np.isin(gen.bus, buses)] = False
+            again[t] = True
+    return again
+
 
 def _gen_outputs(case, Ybus, V, pd, qd, pg, qg, wg, slack, roles: Roles, q_limited):
     """Generator P and Q (T, ng), pu, as MATPOWER's ``pfsoln`` assigns them, with the distributed slack."""

@@ -70,7 +70,8 @@ def check_options(*, backend="auto", init="auto", tol_mva=1e-8, max_iter=30):
 
 def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: float = 1e-8, max_iter: int = 30,
           enforce_q_lims: bool = False, distributed_slack: bool = False, participation=None,
-          enforce_p_lims: bool = True, solver: str = "auto", line_search: bool = True, V0=None) -> PowerFlowResult:
+          enforce_p_lims: bool = True, q_release: bool = False, solver: str = "auto", line_search: bool = True,
+          V0=None) -> PowerFlowResult:
     """Solve the AC power flow of ``case`` by Newton–Raphson.
 
     Parameters
@@ -95,6 +96,10 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
         (pandapower's ``runpp(distributed_slack=True)``), generators held at Pmax/Pmin.
     participation : None, "pmax", "headroom" or array (ng,)
         Participation factors (:func:`gridflow.slack.participation_factors`).
+    q_release : bool
+        With ``enforce_q_lims``: a held bus whose voltage ends on the side of its setpoint that its limit
+        cannot explain gets its voltage control back (PYPOWER never releases; see
+        :meth:`gridflow.model.PowerFlowModel.run`).
     enforce_p_lims : bool
         With a distributed slack: hold participants pushed beyond Pmax or below Pmin at the limit and
         share their part among the others (reported in ``extra["p_limited"]``). pandapower's
@@ -120,13 +125,15 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
     check_case(case)
     return solve_with_model(model_for(case, solver), case, init=init, tol_mva=tol_mva, max_iter=max_iter,
                             enforce_q_lims=enforce_q_lims, distributed_slack=distributed_slack,
-                            participation=participation, enforce_p_lims=enforce_p_lims, line_search=line_search,
+                            participation=participation, enforce_p_lims=enforce_p_lims, q_release=q_release,
+                            line_search=line_search,
                             V0=V0)
 
 
 def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", tol_mva: float = 1e-8,
                      max_iter: int = 30, enforce_q_lims: bool = False, distributed_slack: bool = False,
-                     participation=None, enforce_p_lims: bool = True, line_search: bool = True,
+                     participation=None, enforce_p_lims: bool = True, q_release: bool = False,
+                     line_search: bool = True,
                      V0=None) -> PowerFlowResult:
     """:func:`solve` on a model of the case's topology (``case`` may differ in loads and dispatch)."""
     check_options(init=init, tol_mva=tol_mva, max_iter=max_iter)
@@ -157,7 +164,8 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
             Vb = initial_voltage(case, net, start)
             V = with_setpoints(case, Vb, net.energized, net.gen_on, controlled[0])
         r = model.run(V[None, :], **loads, roles=roles, participation=wg, q_lims=enforce_q_lims,
-                      p_lims=enforce_p_lims, tol=tol, max_iter=max_iter, line_search=line_search, case=case)
+                      p_lims=enforce_p_lims, q_release=q_release, tol=tol, max_iter=max_iter,
+                      line_search=line_search, case=case)
         total_it += int(r.iterations[0] + r.chord_steps[0])
         vmin = float(np.min(np.abs(r.V[0][net.energized]), initial=1.0))
         log.info("init=%s: converged=%s after %d Newton + %d chord steps (%.2e MVA), min |V| %.3f pu", start,
