@@ -489,3 +489,22 @@ def test_bad_sensitivity_input():
     with pytest.raises(ScenarioError, match="no zones"):
         a.by_zone()
     assert list(a.by_zone(zone=np.array(list("AABBCC"), dtype=object))["zone"]) == ["A", "B", "C"]
+
+
+def test_allocations_add_up_and_keep_their_zones():
+    """Allocation arithmetic: per-bus arrays, totals and unmet MW add; the zones travel with the sum
+    (so ``by_zone`` works on a combined allocation); a sum with an empty allocation changes nothing."""
+    p = six_bus(140.0)
+    a, b = allocate_pro_rata(p), allocate_large_load_first(six_bus(60.0))
+    c = a + b
+    for k in ("p_flex_mw", "p_backup_mw", "p_firm_mw", "q_flex_mvar", "q_backup_mvar", "q_firm_mvar"):
+        np.testing.assert_allclose(getattr(c, k), getattr(a, k) + getattr(b, k))
+    assert c.total_mw == pytest.approx(200.0) and c.shortfall_mw == pytest.approx(200.0)
+    z = c.by_zone()
+    np.testing.assert_allclose(z["total_mw"].to_numpy(), a.by_zone()["total_mw"] + b.by_zone()["total_mw"])
+    empty = Allocation.none(p.nb, "pro-rata")
+    d = empty.plus(a, driver="overload")
+    assert d.driver == "overload" and d.by_zone()["total_mw"].sum() == pytest.approx(a.total_mw)
+    np.testing.assert_array_equal(d.zone, p.zone)
+    with pytest.raises(ScenarioError, match="over 6 and 3 buses"):
+        a.plus(Allocation.none(3, "pro-rata"))

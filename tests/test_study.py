@@ -169,14 +169,15 @@ def test_allocations_verified_and_consistent(small_study, policy):
         assert (arr >= -1e-9).all()
     assert (a.p_firm_mw <= case.bus.pd * case.base_mva + 1e-6).all()
     # schedule: each interval's firm shed covers every zone's firm obligation
-    firm = st.shed_by_bus[st.shed_by_bus["kind"] == "firm"].groupby("interval")["p_shed_mw"].sum()
+    shed_by_bus = st.verification.shed_by_bus
+    firm = shed_by_bus[shed_by_bus["kind"] == "firm"].groupby("interval")["p_shed_mw"].sum()
     for t in range(4):
         assert firm.get(t, 0.0) >= a.p_firm_mw.sum() - 1e-6
     # served demand + shed = demand, per interval
-    served = st.bus_demand.groupby("interval")["p_mw"].sum()
-    shed = st.shed_by_bus.groupby("interval")["p_shed_mw"].sum()
+    served = st.verification.bus_demand.groupby("interval")["p_mw"].sum()
+    shed = st.verification.shed_by_bus.groupby("interval")["p_shed_mw"].sum()
     for t in range(4):
-        assert served[t] + shed.get(t, 0.0) == pytest.approx(st.load_mw, abs=1e-3)
+        assert served[t] + shed.get(t, 0.0) == pytest.approx(st.adequacy.load_mw, abs=1e-3)
 
 
 def test_large_load_first_sheds_datacenters_before_firm_load(small_study):
@@ -197,13 +198,13 @@ def capacity_study():
 @pytest.mark.parametrize("policy", ["pro-rata", "large-load-first", "network"])
 def test_capacity_shortfall_rotating_blackouts(capacity_study, policy):
     st = capacity_study[policy].steps[0]
-    assert st.pre.clean and st.shortfall_mw > 3000
+    assert st.pre.clean and st.adequacy.shortfall_mw > 3000
     assert st.verified, st.notes
     a = st.allocation
-    assert a.total_mw == pytest.approx(st.shortfall_mw, rel=1e-9)
+    assert a.total_mw == pytest.approx(st.adequacy.shortfall_mw, rel=1e-9)
     assert a.p_firm_mw.sum() > 0
     # every zone's firm obligation is met in every interval by its dark feeders
-    firm = st.shed_by_bus[st.shed_by_bus["kind"] == "firm"].copy()
+    firm = st.verification.shed_by_bus[st.verification.shed_by_bus["kind"] == "firm"].copy()
     zone_of = pd.Series(capacity_study[policy].zone_map.zone, index=capacity_study[policy].case.bus.number)
     firm["zone"] = zone_of.reindex(firm["bus"]).to_numpy()
     got = firm.groupby(["interval", "zone"])["p_shed_mw"].sum()
@@ -212,8 +213,8 @@ def test_capacity_shortfall_rotating_blackouts(capacity_study, policy):
         for z, mw in need[need > 1e-6].items():
             assert got.get((t, z), 0.0) >= mw - 1e-6
     # rotation: cap of 2 hours in a row, fairness within a zone (dark intervals differ by at most one)
-    assert st.block_stats["longest_outage_hours"].max() <= 2.0 + 1e-9
-    per_zone = st.block_stats.groupby("zone")["intervals_dark"]
+    assert st.rotation.block_stats["longest_outage_hours"].max() <= 2.0 + 1e-9
+    per_zone = st.rotation.block_stats.groupby("zone")["intervals_dark"]
     assert ((per_zone.max() - per_zone.min()) <= 1).all()
 
 
@@ -224,7 +225,7 @@ def test_pro_rata_shares_follow_zone_load(capacity_study):
     demand = z["load_mw"] + z["datacenter_mw"]
     frac = z["shed_mw"] / demand
     np.testing.assert_allclose(frac.to_numpy(), frac.iloc[0], rtol=1e-9)
-    assert frac.iloc[0] * demand.sum() == pytest.approx(st.shortfall_mw, rel=1e-9)
+    assert frac.iloc[0] * demand.sum() == pytest.approx(st.adequacy.shortfall_mw, rel=1e-9)
 
 
 def test_large_load_first_takes_datacenters_first(capacity_study):
@@ -243,10 +244,10 @@ def test_independent_check_in_pypower(capacity_study):
 
     study = capacity_study["pro-rata"]  # with rolling blackouts in interval 0
     case, st = study.case, study.steps[0]
-    demand = st.bus_demand[st.bus_demand["interval"] == 0].set_index("bus")
+    demand = st.verification.bus_demand[st.verification.bus_demand["interval"] == 0].set_index("bus")
     pd_mw = demand["p_mw"].reindex(case.bus.number).fillna(0.0).to_numpy()
     qd = demand["q_mvar"].reindex(case.bus.number).fillna(0.0).to_numpy()
-    pg = st.gen_dispatch[st.gen_dispatch["interval"] == 0]["p_mw"].to_numpy()
+    pg = st.verification.gen_dispatch[st.verification.gen_dispatch["interval"] == 0]["p_mw"].to_numpy()
     served = case.replace(bus={"pd": pd_mw / 100.0, "qd": qd / 100.0}, gen={"pg": pg / 100.0})
     ppc = to_ppc(served)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -236,6 +236,33 @@ class Allocation:
         """MVAr shed at each bus, all kinds."""
         return self.q_flex_mvar + self.q_backup_mvar + self.q_firm_mvar
 
+    @classmethod
+    def none(cls, nb: int, policy: str, *, zone=None, shortfall_mw: float = 0.0) -> Allocation:
+        """No shed at all over ``nb`` buses (``shortfall_mw`` still recorded)."""
+        z = np.zeros(nb)
+        z.flags.writeable = False
+        return cls(policy=policy, p_flex_mw=z, p_backup_mw=z, p_firm_mw=z, q_flex_mvar=z, q_backup_mvar=z,
+                   q_firm_mvar=z, total_mw=0.0, shortfall_mw=float(shortfall_mw), unmet_mw=0.0, driver="none",
+                   zone=zone)
+
+    def plus(self, other: Allocation, *, driver: str | None = None) -> Allocation:
+        """Both sheds together: MW and MVAr per bus and kind, totals, shortfalls and unmet MW add; the
+        largest violation is kept; the zones are this allocation's (or ``other``'s if this has none);
+        ``driver`` defaults to this one's."""
+        if len(self.p_firm_mw) != len(other.p_firm_mw):
+            raise ScenarioError(f"cannot add allocations over {len(self.p_firm_mw)} and {len(other.p_firm_mw)} buses")
+        arrays = {k: getattr(self, k) + getattr(other, k) for k in _ARRAYS}
+        for a in arrays.values():
+            a.flags.writeable = False
+        return Allocation(policy=self.policy, total_mw=self.total_mw + other.total_mw,
+                          shortfall_mw=self.shortfall_mw + other.shortfall_mw, unmet_mw=self.unmet_mw + other.unmet_mw,
+                          driver=self.driver if driver is None else driver,
+                          max_violation_mw=max(self.max_violation_mw, other.max_violation_mw),
+                          zone=self.zone if self.zone is not None else other.zone, **arrays)
+
+    def __add__(self, other: Allocation) -> Allocation:
+        return self.plus(other)
+
     def by_zone(self, zone=None) -> pd.DataFrame:
         """MW shed per zone: columns zone, p_flex_mw, p_backup_mw, p_firm_mw, total_mw (sorted by zone).
 
@@ -250,6 +277,9 @@ class Allocation:
         g = df.groupby("zone", sort=True)[["p_flex_mw", "p_backup_mw", "p_firm_mw"]].sum().reset_index()
         g["total_mw"] = g["p_flex_mw"] + g["p_backup_mw"] + g["p_firm_mw"]
         return g
+
+
+_ARRAYS = ("p_flex_mw", "p_backup_mw", "p_firm_mw", "q_flex_mvar", "q_backup_mvar", "q_firm_mvar")
 
 
 def _ratio(p, p_load, q_load):

@@ -46,9 +46,10 @@ def zone_table(step, top: int = 12) -> str:
 def step_headline(step) -> str:
     a = step.allocation
     status = "AC-verified" if step.verified else "NOT verified"
+    ad = step.adequacy
     host = "" if step.hosting_limit_mw is None else f", hosting limit {step.hosting_limit_mw:,.0f} MW"
     return (f"{step.datacenter_mw:,.0f} MW of datacenters, policy {step.policy}: shortfall "
-            f"{max(step.shortfall_mw, 0):,.0f} MW{host}; before shed: {step.pre.describe()}; shed "
+            f"{max(ad.shortfall_mw, 0):,.0f} MW{host}; before shed: {step.pre.describe()}; shed "
             f"{a.total_mw:,.0f} MW (flexible {a.p_flex_mw.sum():,.0f}, backup {a.p_backup_mw.sum():,.0f}, "
             f"firm {a.p_firm_mw.sum():,.0f}); driver: {step.driver}; {status}")
 
@@ -60,16 +61,17 @@ def summary_dict(study: StudyResult) -> dict:
     for st in study.steps:
         a = st.allocation
         out["steps"].append({
-            "datacenter_mw": st.datacenter_mw, "capacity_mw": st.capacity_mw, "load_mw": st.load_mw,
-            "losses_mw": st.losses_mw, "reserve_mw": st.reserve_mw, "shortfall_mw": st.shortfall_mw,
+            "datacenter_mw": st.datacenter_mw, "capacity_mw": st.adequacy.capacity_mw,
+            "load_mw": st.adequacy.load_mw, "losses_mw": st.adequacy.losses_mw, "reserve_mw": st.adequacy.reserve_mw,
+            "shortfall_mw": st.adequacy.shortfall_mw,
             "hosting_limit_mw": st.hosting_limit_mw, "before_shed": st.pre.describe(), "driver": st.driver,
             "shed_mw": a.total_mw, "shed_flexible_mw": float(a.p_flex_mw.sum()),
             "shed_backup_mw": float(a.p_backup_mw.sum()), "shed_firm_mw": float(a.p_firm_mw.sum()),
             "unmet_mw": a.unmet_mw, "verified": st.verified,
             "intervals": [{"interval": t, "result": s.describe(), "max_loading_percent": s.max_loading,
-                           "min_vm_pu": s.min_vm} for t, s in enumerate(st.intervals)],
+                           "min_vm_pu": s.min_vm} for t, s in enumerate(st.verification.intervals)],
             "zones_oe417": [str(z) for z in st.zones.loc[st.zones["oe417"], "zone"]],
-            "notes": st.notes, "seconds": round(st.seconds, 2),
+            "notes": list(st.notes), "seconds": round(st.seconds, 2),
         })
     return out
 
@@ -83,7 +85,7 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
         raise GridflowError(f"cannot create {out}: {e.strerror}") from None
 
     def stack(attr):
-        frames = [getattr(st, attr).assign(step=st.datacenter_mw) for st in study.steps]
+        frames = [_table(st, attr).assign(step=st.datacenter_mw) for st in study.steps]
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return df[["step"] + [c for c in df.columns if c != "step"]] if len(df.columns) else df
 
@@ -99,6 +101,14 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
     if plots:
         written += _plots(study, out)
     return written
+
+
+def _table(st, name) -> pd.DataFrame:
+    if name == "zones":
+        return st.zones
+    if name == "schedule":
+        return st.rotation.schedule
+    return getattr(st.verification, name)
 
 
 def _json_default(o):
@@ -146,9 +156,9 @@ def _plots(study: StudyResult, out: Path) -> list[Path]:
     files.append(_save(fig, out / "shed_by_zone.png"))
     # hours dark per block, last step with rotation
     fig, ax = plt.subplots(figsize=(10, 4))
-    st = next((s for s in reversed(steps) if len(s.block_stats)), None)
+    st = next((s for s in reversed(steps) if len(s.rotation.block_stats)), None)
     if st is not None:
-        bs = st.block_stats.sort_values(["zone", "hours_dark"])
+        bs = st.rotation.block_stats.sort_values(["zone", "hours_dark"])
         ax.bar(np.arange(len(bs)), bs["hours_dark"].to_numpy(), width=1.0)
         ax.set_xlabel(f"block (load bus), grouped by zone — {len(bs)} blocks")
         ax.set_title(f"hours dark per block, {st.datacenter_mw / 1000:g} GW of datacenters")
@@ -159,10 +169,10 @@ def _plots(study: StudyResult, out: Path) -> list[Path]:
     files.append(_save(fig, out / "hours_dark.png"))
     # voltage profile before / after
     fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(np.sort(study.base_vm[np.isfinite(study.base_vm)]), label="base case", lw=1.5)
+    ax.plot(np.sort(study.base_vm_pu[np.isfinite(study.base_vm_pu)]), label="base case", lw=1.5)
     for s in steps:
-        if s.vm_after is not None:
-            v = s.vm_after[np.isfinite(s.vm_after)]
+        if s.verification.vm_after_pu is not None:
+            v = s.verification.vm_after_pu[np.isfinite(s.verification.vm_after_pu)]
             ax.plot(np.sort(v), label=f"{s.datacenter_mw / 1000:g} GW, after shed (interval 0)", lw=1)
     ax.set_xlabel("buses, sorted by voltage")
     ax.set_ylabel("|V|, pu")
