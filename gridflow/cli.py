@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from gridflow.errors import GridflowError
+from gridflow.study.command import buses as buses_command
 from gridflow.study.command import study as study_command
 
 DEFAULT_CASE = "case_ACTIVSg25k"
@@ -167,3 +168,4 @@ def cases(counts):
 
 
 main.add_command(study_command)
+main.add_command(buses_command)

@@ -1,80 +1,152 @@
-"""Tabulation of a step: rotation blocks, shed by bus, demand served, per-zone table."""
+"""Tabulation of a study: the rows of every output file and the figures of every headline.
+
+One definition of reportable shed runs through all of them (:func:`gridflow.study.run.oe417`):
+firm load shed of 100 MW or more; datacenter curtailment and backup generation never count.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from gridflow.case import Case
-from gridflow.study.allocation import Allocation
-from gridflow.study.demand import Loads
-from gridflow.study.zones import ZoneMap
+from gridflow.study.run import StepResult, StudyResult, oe417
+
+VIOLATIONS_COLUMNS = ["step_mw", "interval", "contingency", "kind", "element", "from_bus", "to_bus", "kv",
+                      "rating_mva", "loading_base_percent", "loading_percent", "vm_pu", "dfax_percent", "attributed",
+                      "name", "zone", "reason", "source"]
 
 
-def feeder_blocks(case: Case, zones: ZoneMap, loads: Loads, a: Allocation, critical: np.ndarray, feeder_mw: float,
-                  only_shed: bool = False) -> pd.DataFrame:
-    """Rotation blocks: each load bus's firm load cut into feeders of ``feeder_mw`` (the last one
-    smaller), listed round-robin over the buses (first feeder of every bus, then the second...) so
-    that a rotation spreads over the zone instead of darkening whole substations.
-
-    Buses taking part: every non-critical bus with firm load (with ``only_shed``: only those the
-    allocation sheds firm load at). Columns ``zone, block, bus, bus_index, mw``.
-    """
-    take = (loads.firm_p_mw > 1e-9) & ~critical
-    if only_shed:
-        take &= a.p_firm_mw > 1e-6
-    rows = []
-    for i in np.flatnonzero(take):
-        mw = loads.firm_p_mw[i]
-        n_full = int(mw // feeder_mw)
-        sizes = [feeder_mw] * n_full + ([mw - n_full * feeder_mw] if mw - n_full * feeder_mw > 1e-6 else [])
-        for k, size in enumerate(sizes):
-            rows.append((k, str(zones.zone[i]), f"{case.bus.number[i]}-{k + 1}", int(case.bus.number[i]), i, size))
-    df = pd.DataFrame(rows, columns=["k", "zone", "block", "bus", "bus_index", "mw"])
-    return df.sort_values(["k", "bus"], kind="stable").drop(columns="k").reset_index(drop=True)
+def worst_interval(step: StepResult) -> int:
+    """The interval with the most firm shed (else the largest shortfall, else the peak)."""
+    firm = step.firm_shed_mw
+    if firm.max(initial=0) > 1e-6:
+        return int(np.argmax(firm))
+    need = step.climb.need_mw
+    return int(np.argmax(need)) if need.max(initial=0) > 0 else int(np.argmax(step.footprint_firm_mw))
 
 
-def shed_rows(t: int, case: Case, loads: Loads, a: Allocation, dark_mw: np.ndarray) -> pd.DataFrame:
-    """``interval, bus, p_shed_mw, q_shed_mvar, kind`` of one interval (firm shed = the dark feeders)."""
-    parts = []
-    firm_q = np.divide(dark_mw, loads.firm_p_mw, out=np.zeros_like(dark_mw), where=loads.firm_p_mw > 0) \
-        * loads.firm_q_mvar
-    for kind, p, q in (("flexible", a.p_flex_mw, a.q_flex_mvar), ("backup", a.p_backup_mw, a.q_backup_mvar),
-                       ("firm", dark_mw, firm_q)):
-        m = p > 1e-9
-        parts.append(pd.DataFrame({"interval": t, "bus": case.bus.number[m], "p_shed_mw": p[m],
-                                   "q_shed_mvar": q[m], "kind": kind}))
-    return pd.concat(parts, ignore_index=True)
+def headline(study: StudyResult, step: StepResult, t: int | None = None) -> dict:
+    """The step's figures at interval t (default: :func:`worst_interval`), MW; energy over the day, MWh."""
+    t = worst_interval(step) if t is None else t
+    c, plan = step.climb, step.plan
+    dt = study.setup.dt_h
+    req = float(step.dc_requested_mw[:, t].sum())
+    served = float(plan.dc_served_mw[:, t].sum())
+    drawn = float(plan.dc_drawn_mw[:, t].sum())
+    return {
+        "interval": t,
+        "requested_datacenter_mw": req,
+        "not_deliverable_mw": req - served,
+        "curtailed_datacenter_mw": float(c.by_kind("dc_flexible")[t] + c.by_kind("dc_curtailed")[t]),
+        "backup_mw": float(c.by_kind("dc_backup")[t]),
+        "served_datacenter_mw": drawn,
+        "demand_response_mw": float(c.by_kind("demand_response")[t]),
+        "voltage_reduction_mw": float(c.by_kind("voltage_reduction")[t]),
+        "emergency_import_mw": float(c.by_kind("emergency_import")[t]),
+        "shortfall_mw": float(max(c.need_mw[t], 0.0)),
+        "firm_shed_mw": float(step.firm_shed_mw[t]),
+        "firm_shed_mw_max": float(step.firm_shed_mw.max(initial=0.0)),
+        "firm_shed_mwh": float(step.firm_shed_mw.sum() * dt),
+        "unserved_mw": float(step.unserved_mw[t]),
+        "oe417": step.oe417,
+    }
 
 
-def demand_rows(t: int, served: Case) -> pd.DataFrame:
-    """``interval, bus, p_mw, q_mvar``: demand served at every bus with load."""
-    has = served.bus.pd > 0
-    return pd.DataFrame({"interval": t, "bus": served.bus.number[has], "p_mw": served.bus.pd[has] * served.base_mva,
-                         "q_mvar": served.bus.qd[has] * served.base_mva})
+def binding(step: StepResult) -> str:
+    """The constraint that binds the step: the first datacenter (queue order) whose limit binds."""
+    lim = next((x for x in step.limits if x.search.limited), None)
+    if lim is None:
+        return "none: every datacenter is deliverable as requested (N-0)"
+    return f"{lim.name}: {lim.binding}"
 
 
-def gen_rows(t: int, pt) -> pd.DataFrame:
-    """``interval, gen, p_mw``: generator output (the dispatch where the point did not solve)."""
-    case = pt.case
-    pg = pt.result.gen["p_mw"].to_numpy() if pt.converged else pt.pg_mw
-    return pd.DataFrame({"interval": t, "gen": np.arange(case.ng), "p_mw": np.where(case.gen.status, pg, 0.0)})
-
-
-def zone_table(zones: ZoneMap, loads: Loads, a: Allocation, zone_stats: pd.DataFrame) -> pd.DataFrame:
-    """One row per zone: load, datacenter MW, shed by kind, % shed, hours dark, OE-417 flag."""
+def zone_rows(study: StudyResult, step: StepResult) -> pd.DataFrame:
+    """zones.csv: one row per zone of the case (footprint zones with their share and rotation)."""
+    su = study.setup
+    t = worst_interval(step)
+    zones = su.zones
+    case = su.case
+    plan = step.plan
+    nb = case.nb
+    req = sum(pl.p_mw(nb, float(mw)) for pl, mw in zip(su.placements, step.requested_mw, strict=True))
     df = pd.DataFrame({"zone": zones.zone, "state": zones.state, "rto": zones.rto,
-                       "load_mw": loads.firm_p_mw, "datacenter_mw": loads.dc_p_mw,
-                       "shed_flexible_mw": a.p_flex_mw, "shed_backup_mw": a.p_backup_mw, "shed_firm_mw": a.p_firm_mw})
+                       "load_mw": case.bus.pd * case.base_mva, "datacenter_mw": req,
+                       "datacenter_served_mw": plan.dc_p_mw[t],
+                       "shed_flexible_mw": plan.dc_shed_mw["flexible"][t] + plan.dc_shed_mw["curtailed"][t],
+                       "shed_backup_mw": plan.dc_shed_mw["backup"][t], "shed_firm_mw": plan.dark_mw[t]})
     g = df.groupby("zone", sort=False).agg(state=("state", "first"), rto=("rto", "first"), load_mw=("load_mw", "sum"),
                                            datacenter_mw=("datacenter_mw", "sum"),
+                                           datacenter_served_mw=("datacenter_served_mw", "sum"),
                                            shed_flexible_mw=("shed_flexible_mw", "sum"),
                                            shed_backup_mw=("shed_backup_mw", "sum"),
                                            shed_firm_mw=("shed_firm_mw", "sum"))
     g["shed_mw"] = g["shed_flexible_mw"] + g["shed_backup_mw"] + g["shed_firm_mw"]
     demand = g["load_mw"] + g["datacenter_mw"]
     g["shed_percent"] = np.where(demand > 0, g["shed_mw"] / demand.where(demand > 0, 1) * 100.0, 0.0)
-    hours = zone_stats.set_index("zone")["hours_dark_max"] if len(zone_stats) else pd.Series(dtype=float)
-    g["hours_dark_max"] = hours.reindex(g.index).fillna(0.0)
-    g["oe417"] = g["shed_mw"] >= 100.0
-    return g.reset_index().sort_values(["shed_mw", "load_mw"], ascending=False).reset_index(drop=True)
+    rot = plan.rotation
+    zs = rot.zone_stats.set_index("zone") if len(rot.zone_stats) else pd.DataFrame()
+    g["share"] = su.shares.reindex(g.index)
+    g["obligation_mw_max"] = rot.obligations_mw.max().reindex(g.index)
+    g["firm_shed_mw_max"] = rot.relief_mw.max().reindex(g.index)
+    g["firm_shed_mwh"] = (rot.relief_mw.sum() * su.dt_h).reindex(g.index)
+    g["unserved_mw_max"] = rot.unserved_mw.max().reindex(g.index)
+    for col in ("blocks", "minutes_dark_max", "minutes_dark_mean", "cap_violations"):
+        g[col] = zs[col].reindex(g.index) if col in zs else np.nan
+    g["hours_dark_max"] = (g["minutes_dark_max"] / 60.0).fillna(0.0)
+    g["oe417"] = [oe417(rot.relief_mw[z]) if z in rot.relief_mw else False for z in g.index]
+    out = g.reset_index()
+    return out.sort_values(["shed_firm_mw", "share", "load_mw"], ascending=False, na_position="last").reset_index(
+        drop=True)
+
+
+def violation_rows(step: StepResult, day_label_peak: str) -> pd.DataFrame:
+    """violations.csv rows of a step: every violation of every verified interval, and of the trial just
+    above each datacenter's limit (the one that names the binding constraint). N-0 only: ``contingency``
+    is "base"."""
+    parts = []
+    v = step.verification.violations
+    if len(v):
+        parts.append(v.assign(source="verification"))
+    for lim in step.limits:
+        above = lim.search.above
+        if above is not None and above.converged and len(above.screen.violations):
+            parts.append(above.screen.violations.assign(interval=day_label_peak,
+                                                        source=f"limit search: {lim.name} at {above.mw:,.0f} MW"))
+        elif above is not None and not above.converged:
+            parts.append(pd.DataFrame([{"interval": day_label_peak, "kind": "collapse",
+                                        "element": f"{lim.name} at {above.mw:,.0f} MW", "attributed": True,
+                                        "reason": lim.binding, "source": f"limit search: {lim.name}"}]))
+    for lab, lim in step.hour_limits.items():
+        above = lim.above
+        if above is not None and above.converged and len(above.screen.violations):
+            parts.append(above.screen.violations.assign(interval=lab, source="hour limit"))
+    if not parts:
+        return pd.DataFrame(columns=VIOLATIONS_COLUMNS)
+    df = pd.concat(parts, ignore_index=True)
+    df["step_mw"] = step.datacenter_mw
+    df["contingency"] = "base"
+    for col in VIOLATIONS_COLUMNS:
+        if col not in df:
+            df[col] = np.nan
+    return df[VIOLATIONS_COLUMNS]
+
+
+def limit_rows(step: StepResult) -> pd.DataFrame:
+    """limits.csv: each datacenter's N-0 limit in a step."""
+    rows = []
+    for lim in step.limits:
+        rows.append({"step_mw": step.datacenter_mw, "datacenter": lim.name, "requested_mw": lim.requested_mw,
+                     "deliverable_mw_n0": lim.deliverable_mw, "deliverable_mw_n1": np.nan,
+                     "nose_mw": lim.search.nose_mw, "binding": lim.binding or "none",
+                     "ac_solves": len(lim.search.trials)})
+    return pd.DataFrame(rows)
+
+
+def pv_rows(step: StepResult) -> pd.DataFrame:
+    """pv_curve.csv: every limit-search trial: MW, lowest voltage at the datacenter's buses, solved."""
+    rows = []
+    for lim in step.limits:
+        for tr in lim.search.trials:
+            rows.append({"step_mw": step.datacenter_mw, "datacenter": lim.name, "mw": tr.mw,
+                         "vm_min_site_pu": tr.vm_min_site_pu, "converged": tr.converged, "clean": tr.screen.clean})
+    return pd.DataFrame(rows)
