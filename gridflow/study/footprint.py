@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gridflow.case import Case
+from gridflow.case import PV, REF, Case
 from gridflow.errors import ScenarioError
 from gridflow.study.zones import ZoneMap
 
@@ -60,6 +60,38 @@ def derate(case: Case, fp: Footprint, unavailable_mw: float) -> tuple[Case, Foot
     pmax = g.pmax - unavailable_mw * room / room.sum() / base
     case = case.replace(gen={"pmax": pmax})
     return case, replace(fp, capacity_mw=float(np.sum(pmax[fp.gen]) * base))
+
+
+#: the angle reference (slack bus) moves when its units have less reactive margin than this, MVAr
+REF_MARGIN_MVAR = 100.0
+
+
+def reference_bus(case: Case, fp: Footprint, q_mvar: np.ndarray, held: np.ndarray) -> tuple[Case, int | None]:
+    """The case with its angle reference (slack) moved to the footprint's generator bus with the most reactive
+    margin both ways (``min(Qmax - Q, Q - Qmin)`` summed over its online units, at the solution whose generator
+    Q is ``q_mvar`` (ng,), MVAr; buses with a unit ``held`` at a Q limit excluded), when the present reference
+    has less than ``REF_MARGIN_MVAR``; the old reference made PV. Returns the case and the new reference's bus
+    index (None when it stays). The slack bus is the one generator bus whose Q a power flow cannot hold within
+    limits, so it goes where the most Q margin is; its P is the footprint's to balance either way."""
+    g = case.gen
+    base = case.base_mva
+    on = fp.gen & np.isfinite(g.qmax) & np.isfinite(g.qmin)
+    nb = case.nb
+    qmax, qmin, q = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+    np.add.at(qmax, g.bus[on], g.qmax[on] * base)
+    np.add.at(qmin, g.bus[on], g.qmin[on] * base)
+    np.add.at(q, g.bus[on], q_mvar[on])
+    margin = np.where(np.isin(np.arange(nb), g.bus[on]), np.minimum(qmax - q, q - qmin), -np.inf)
+    margin[np.unique(g.bus[held & g.status])] = -np.inf
+    ref = np.flatnonzero(case.bus.type == REF)
+    ref_margin = np.minimum(qmax[ref] - q[ref], q[ref] - qmin[ref])
+    if len(ref) == 1 and ref_margin[0] >= REF_MARGIN_MVAR or not np.isfinite(margin).any():
+        return case, None
+    new = int(np.argmax(margin))
+    t = case.bus.type.copy()
+    t[t == REF] = PV
+    t[new] = REF
+    return case.replace(bus={"type": t}), new
 
 
 def footprint_of(name: str, case: Case, zones: ZoneMap, datacenter_buses: np.ndarray | None = None) -> Footprint:

@@ -144,48 +144,51 @@ def shed_by_zone(study, path: Path) -> Path:
 
 
 def pv_curve(study, path: Path) -> Path:
-    """P–V curve of each limited datacenter: the lowest bulk-system voltage in its zone(s) against its MW, from
-    the limit search of every step (one series per step), with Vmin, the limit and the nose."""
+    """P–V curve of the first datacenter in the queue (the lowest bulk-system voltage in its zone(s) against its
+    MW at the peak interval, last step), with every limit-search trial of every step, Vmin, each step's limit
+    and the nose (the last MW that solved)."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     su = study.setup
-    names = [lim.name for lim in study.steps[-1].limits]
-    limited = [nm for nm in names if any(len(x.search.trials) > 1 for st in study.steps for x in st.limits
-                                         if x.name == nm)]
-    if not limited:
+    pv = study.pv
+    if pv is None or not len(pv):
         fig, ax = plt.subplots(figsize=(8, 2.5))
-        _nothing(ax, "every datacenter deliverable as requested: no P–V search was needed")
+        _nothing(ax, "no P–V sweep")
         return _save(fig, path)
-    fig, axes = plt.subplots(1, len(limited), figsize=(6.5 * len(limited), 4.8), squeeze=False, layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, nm in zip(axes[0], limited, strict=True):
-        pl = next(p for p in su.placements if p.datacenter.name == nm)
-        lo_v = []
-        for k, st in enumerate(study.steps):
-            lim = next(x for x in st.limits if x.name == nm)
-            tr = [t for t in lim.search.trials if t.converged]
-            col = colors[k % len(colors)]
-            if tr:
-                xs = [t.mw for t in tr]
-                ys = [t.vm_min_site_pu for t in tr]
-                lo_v += ys
-                ax.plot(xs, ys, "o-", color=col, ms=4, label=f"step {_gw(st.datacenter_mw)}: solved")
-            if lim.search.limited:
-                ax.axvline(lim.deliverable_mw, color=col, ls="--", lw=1,
-                           label=f"step {_gw(st.datacenter_mw)}: limit {lim.deliverable_mw:,.0f} MW")
-            fails = [t.mw for t in lim.search.trials if not t.converged]
-            if fails:
-                ax.plot(fails, [np.nan] * len(fails))  # keeps the x range
-                for f in fails:
-                    ax.axvline(f, color=col, ls=":", lw=0.8, alpha=0.6)
-        vmin = float(np.min(su.case.bus.vmin[pl.bus]))
-        ax.axhline(vmin, color="k", ls=":", lw=1, label=f"Vmin {vmin:g} pu")
-        ax.set_xlabel(f"{nm}: MW at its {len(pl.bus)} buses (dotted verticals: no solution)")
-        ax.set_ylabel("lowest |V| >= monitored kV in its zone(s), pu")
-        last = next(x for x in study.steps[-1].limits if x.name == nm)
-        ax.set_title(f"P–V, {nm}, {su.day.label(su.peak)}\nbinding (last step): " + _short(last.binding or "none", 70),
-                     fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    nm = pv["datacenter"].iloc[0]
+    pl = next(p for p in su.placements if p.datacenter.name == nm)
+    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
+    ok = pv[pv["converged"]]
+    ax.plot(ok["mw"], ok["vm_min_zone_pu"], "o-", color="#3182bd", lw=2, ms=5,
+            label=f"sweep, last step ({_gw(study.steps[-1].datacenter_mw)} requested)")
+    if (~pv["converged"]).any():
+        nose = float(ok["mw"].max()) if len(ok) else 0.0
+        none = float(pv.loc[~pv["converged"], "mw"].min())
+        ax.axvline(nose, color="#d62728", ls="-.", lw=1.2,
+                   label=f"nose: sweep solves at {nose:,.0f} MW, not at {none:,.0f}")
+    colors = ["#9e9ac8", "#74c476", "#fd8d3c", "#969696"]
+    for k, st in enumerate(study.steps):
+        lim = next(x for x in st.limits if x.name == nm)
+        tr = [t for t in lim.search.trials if t.converged]
+        col = colors[k % len(colors)]
+        if tr:
+            ax.plot([t.mw for t in tr], [t.vm_min_site_pu for t in tr], "x", color=col, ms=6,
+                    label=f"limit search, {_gw(st.datacenter_mw)} step")
+        if lim.search.limited:
+            ax.axvline(lim.deliverable_mw, color=col, ls="--", lw=1,
+                       label=f"limit at {_gw(st.datacenter_mw)}: {lim.deliverable_mw:,.0f} MW")
+    vmin = float(np.min(su.case.bus.vmin[pl.bus]))
+    ax.axhline(vmin, color="k", ls=":", lw=1, label=f"Vmin {vmin:g} pu")
+    ax.xaxis.set_major_locator(MaxNLocator(7))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel(f"{nm}: datacenter MW at its {len(pl.bus)} buses, {su.day.label(su.peak)}")
+    ax.set_ylabel("lowest |V| of its zone(s), buses >= monitored kV, pu")
+    last = study.steps[-1].limits[0]
+    ax.set_title(f"P–V curve, {nm} (Q limits {'on' if su.opts.q_limits else 'OFF'})\nbinding (last step): "
+                 + _short(last.binding or "none", 110), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
 
 

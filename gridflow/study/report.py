@@ -18,7 +18,8 @@ Files written to the output folder (``step`` = the datacenter total of the step)
 * ``gen_dispatch.csv`` — step, interval, gen (0-based row), p_mw, q_mvar;
 * ``violations.csv`` — every violation of the verified intervals and of the
   trial above each limit, attributed or not (:data:`gridflow.study.tables.VIOLATIONS_COLUMNS`);
-* ``limits.csv``, ``pv_curve.csv``, ``sensitivity.csv``;
+* ``limits.csv``, ``pv_curve.csv`` (every limit-search trial), ``pv_sweep.csv``
+  (the P–V curve of the first datacenter), ``sensitivity.csv``;
 * plots: ``firm_shed_heatmap.png`` (zone x interval), ``ladder.png``,
   ``shed_by_zone.png``, ``pv_curve.png``.
 """
@@ -52,7 +53,9 @@ def study_intro(study: StudyResult) -> str:
              f"{_mw(o.reserve_mw)} MW; policy {o.policy}",
              f"  physics: AC, generator Q limits {'ON' if o.q_limits else 'OFF (not a planning answer)'}; only "
              f"{su.footprint.name}'s units respond (by headroom), interchange fixed, emergency import up to "
-             f"{_mw(o.emergency_import_mw)} MW; N-0 only (N-1 needs the contingency engine)",
+             f"{_mw(o.emergency_import_mw)} MW; N-0 only (N-1 needs the contingency engine)"
+             + (f"; angle reference at bus {int(su.case.bus.number[su.reference_bus])} (the footprint's most Q "
+                "margin)" if su.reference_bus is not None else ""),
              f"  attribution: branches >= {o.monitored_kv_min:g} kV or in the datacenters' zones, rating {o.rating} "
              f"({su.monitor.unrated_monitored:,} monitored branches unrated, not checked), DFAX >= "
              f"{o.dfax_cutoff_percent:g} %, pre-existing overloads worsened > {o.loading_tolerance_percent:g} points, "
@@ -204,6 +207,8 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
     }
     if study.sensitivity is not None:
         files["sensitivity.csv"] = study.sensitivity
+    if study.pv is not None:
+        files["pv_sweep.csv"] = study.pv
     for name, df in files.items():
         p = out / name
         df.to_csv(p, index=False)

@@ -50,7 +50,7 @@ from gridflow.study import blocks as blk
 from gridflow.study.acsolve import OperatingPoint, solve_point
 from gridflow.study.datacenters import Placement, place_one, scale
 from gridflow.study.demand import State, held_dispatch
-from gridflow.study.footprint import Footprint, derate, footprint_of
+from gridflow.study.footprint import Footprint, derate, footprint_of, reference_bus
 from gridflow.study.ladder import Climb, Rung, climb
 from gridflow.study.loadshape import Day, bus_shapes, study_day
 from gridflow.study.policy import DatacenterRungs, Policy, get_policy
@@ -103,6 +103,7 @@ class Setup:
     references: tuple[OperatingPoint, ...]  # (T) the hours without datacenters
     ref_tables: tuple[Reference, ...]  # (T)
     peak: int  # the interval with the most footprint firm load
+    reference_bus: int | None = None  # bus index the angle reference was moved to (None: the case's own)
 
     @property
     def opts(self):
@@ -183,10 +184,17 @@ def prepare(scenario: Scenario, *, case: Case | None = None, progress: Progress 
                           monitored_kv_min=opts.monitored_kv_min, dfax_cutoff_percent=opts.dfax_cutoff_percent,
                           loading_tolerance_percent=opts.loading_tolerance_percent,
                           voltage_tolerance_pu=opts.voltage_tolerance_pu)
-    progress(f"{scenario.name}: {case.name} ({case.nb:,} buses); {fp.describe()}; {day.T} intervals of "
-             f"{day.interval_minutes} min from {day.label(0)}")
     held = held_dispatch(case, fp.gen)
     base = solve_point(case, responders=fp.gen, q_limits=opts.q_limits)
+    new_ref = None
+    if base.converged:
+        case, new_ref = reference_bus(case, fp, base.result.gen["q_mvar"].to_numpy(), base.q_held.held)
+        if new_ref is not None:
+            base = solve_point(case, responders=fp.gen, q_limits=opts.q_limits, V0=base.V)
+    progress(f"{scenario.name}: {case.name} ({case.nb:,} buses); {fp.describe()}; {day.T} intervals of "
+             f"{day.interval_minutes} min from {day.label(0)}"
+             + (f"; angle reference moved to bus {int(case.bus.number[new_ref])} (the footprint's most Q margin)"
+                if new_ref is not None else ""))
     if not base.converged:
         raise ScenarioError(f"the base case {case.name} does not solve with the footprint's units balancing it"
                             f"{' and Q limits on' if opts.q_limits else ''}: {base.result.message}")
@@ -204,7 +212,7 @@ def prepare(scenario: Scenario, *, case: Case | None = None, progress: Progress 
     return Setup(scenario=scenario, case=case, zones=zones, footprint=fp, policy=policy, day=day, multiplier=mult,
                  shares=shares, rotatable_mw=rot, blocks=blocks, placements=placements, monitor=monitor, base=base,
                  references=tuple(refs), ref_tables=tuple(reference(case, r.result, opts.rating) for r in refs),
-                 peak=int(np.argmax(fp_firm)))
+                 peak=int(np.argmax(fp_firm)), reference_bus=new_ref)
 
 
 # ----------------------------------------------------------------------------------------------------- limits
@@ -328,7 +336,8 @@ def find_limits(setup: Setup, mw_by_dc, *, hints=None, progress: Progress = _qui
         evaluate = limit_evaluator(setup, i, done, ref_pt, ref_tab)
         search = bisect_limit(evaluate, req, tol_mw=setup.opts.limit_tolerance_mw,
                               hints=[h for h in (hints or {}).get(name, ()) if h])
-        search = with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent)
+        search = with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent,
+                                       tol_mw=setup.opts.limit_tolerance_mw)
         progress(f"    {name}: {req:,.0f} MW requested, {search.limit_mw:,.0f} MW deliverable"
                  + (f" (binding: {search.binding()})" if search.limited else "")
                  + f" [{len(search.trials)} AC solves]")
@@ -672,7 +681,8 @@ def interval_limit(setup: Setup, plan: Plan, t: int, ver: Verification) -> Limit
         return None
     known = [Trial(mw=drawn, screen=ver.checks[t].screen, vm_min_site_pu=np.nan, point=ver.points[t])]
     search = bisect_limit(evaluate, drawn, tol_mw=max(2 * setup.opts.limit_tolerance_mw, 100.0), known=known)
-    return with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent)
+    return with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent,
+                                 tol_mw=max(2 * setup.opts.limit_tolerance_mw, 100.0))
 
 
 @dataclass(frozen=True)
@@ -681,6 +691,7 @@ class StudyResult:
     steps: tuple[StepResult, ...]
     sensitivity: pd.DataFrame | None = None
     seconds: float = 0.0
+    pv: pd.DataFrame | None = None  # the P–V sweep of the first datacenter in the last step (pv_sweep)
 
     @property
     def scenario(self) -> Scenario:
@@ -715,4 +726,30 @@ def run_study(scenario: Scenario, *, policy: str | None = None, case: Case | Non
         from gridflow.study.sensitivity_table import sensitivity_table
 
         sens = sensitivity_table(setup, steps[-1], progress=progress)
-    return StudyResult(setup=setup, steps=tuple(steps), sensitivity=sens, seconds=time.perf_counter() - t0)
+    pv = pv_sweep(setup, steps[-1], progress=progress)
+    return StudyResult(setup=setup, steps=tuple(steps), sensitivity=sens, seconds=time.perf_counter() - t0, pv=pv)
+
+
+#: points of the P–V sweep up to the limit, and at most this many beyond it (10 % of the limit apart)
+PV_POINTS, PV_BEYOND = 4, 4
+
+
+def pv_sweep(setup: Setup, step: StepResult, *, progress: Progress = _quiet) -> pd.DataFrame:
+    """The P–V curve of the first datacenter in the queue at the peak interval (the earlier ones: none): its MW
+    from 0 to its limit in ``PV_POINTS`` steps, then on in steps of 10 % of the limit until the power flow has
+    no solution (the nose) or ``PV_BEYOND`` more points; each point warm-started from the one before (a
+    continuation). Columns ``datacenter, mw, vm_min_zone_pu, converged, clean``: the lowest bulk-system voltage
+    in its zone(s)."""
+    lim = step.limits[0]
+    evaluate = limit_evaluator(setup, 0, lim.earlier_mw, lim.reference, lim.reference_table)
+    top = max(lim.deliverable_mw, setup.opts.limit_tolerance_mw * PV_POINTS)
+    xs = [top * k / PV_POINTS for k in range(PV_POINTS + 1)]
+    rows = []
+    for x in xs + [top * (1 + 0.1 * k) for k in range(1, PV_BEYOND + 1)]:
+        tr = evaluate(x)
+        rows.append({"datacenter": lim.name, "mw": x, "vm_min_zone_pu": tr.vm_min_site_pu,
+                     "converged": tr.converged, "clean": tr.screen.clean})
+        if not tr.converged:
+            break
+    progress(f"P–V sweep of {lim.name}: {len(rows)} points to {rows[-1]['mw']:,.0f} MW")
+    return pd.DataFrame(rows)

@@ -123,7 +123,7 @@ def bisect_limit(evaluate: Callable[[float], Trial], requested_mw: float, *, tol
 
 
 def with_stability_margin(search: LimitSearch, evaluate: Callable[[float], Trial], margin_percent: float,
-                          judge: Callable[[Trial], bool] | None = None) -> LimitSearch:
+                          judge: Callable[[Trial], bool] | None = None, tol_mw: float = 50.0) -> LimitSearch:
     """A collapse-bound limit moved ``margin_percent`` below the nose (the last MW that solved): planners keep
     a real-power margin to the nose of the P–V curve (WECC's voltage stability criterion: at least 5 % for
     the system intact). Other limits are returned as they are."""
@@ -134,8 +134,16 @@ def with_stability_margin(search: LimitSearch, evaluate: Callable[[float], Trial
     x = nose * (1.0 - margin_percent / 100.0)
     t = next((k for k in search.trials if abs(k.mw - x) < 1e-6), None) or evaluate(x)
     trials = tuple(sorted({round(k.mw, 6): k for k in (*search.trials, t)}.values(), key=lambda k: k.mw))
-    at = t if ok(t) else max((k for k in trials if ok(k) and k.mw <= x), key=lambda k: k.mw, default=None)
-    return LimitSearch(search.requested_mw, at.mw if at is not None else 0.0, at, search.above, trials, nose_mw=nose,
+    above = search.above
+    if ok(t):
+        at = t
+    else:  # not clean below the nose either: the limit is lower still, and this trial names it
+        below = bisect_limit(evaluate, x, tol_mw=tol_mw, judge=judge, known=[k for k in trials if k.mw <= x])
+        at, above, trials = below.at_limit, below.above, tuple(sorted(
+            {round(k.mw, 6): k for k in (*trials, *below.trials)}.values(), key=lambda k: k.mw))
+        if above is not None and above.converged:  # bound by a violation, not by the collapse
+            return LimitSearch(search.requested_mw, at.mw if at is not None else 0.0, at, above, trials)
+    return LimitSearch(search.requested_mw, at.mw if at is not None else 0.0, at, above, trials, nose_mw=nose,
                        margin_percent=margin_percent)
 
 

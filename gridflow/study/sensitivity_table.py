@@ -65,7 +65,7 @@ def sensitivity_table(setup, step, *, progress=lambda _m: None) -> pd.DataFrame:
                                        loading_tolerance_percent=tolp)) if t.converged else t for t in known]
         n0 = len(rejudged)
         res = bisect_limit(evaluate, lim.requested_mw, tol_mw=tol, known=rejudged, hints=())
-        res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent)
+        res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent, tol_mw=tol)
         rows.append((label, lim.name, res.limit_mw, res.limit_mw - lim.deliverable_mw, res.binding(),
                      len(res.trials) - n0))
         progress(f"  {label}: {res.limit_mw:,.0f} MW [{len(res.trials) - n0} new AC solves]")
@@ -74,7 +74,7 @@ def sensitivity_table(setup, step, *, progress=lambda _m: None) -> pd.DataFrame:
     placements[i] = pl
     evaluate = limit_evaluator(setup, i, lim.earlier_mw, lim.reference, lim.reference_table, placements=placements)
     res = bisect_limit(evaluate, lim.requested_mw, tol_mw=tol, hints=(lim.deliverable_mw,))
-    res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent)
+    res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent, tol_mw=tol)
     label = f"placement: every load bus of its zone(s) ({len(pl.bus)} buses; study: {len(lim.placement.bus)})"
     rows.append((label, lim.name, res.limit_mw, res.limit_mw - lim.deliverable_mw, res.binding(), len(res.trials)))
     progress(f"  {label}: {res.limit_mw:,.0f} MW [{len(res.trials)} AC solves]")
