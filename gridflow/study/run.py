@@ -19,10 +19,12 @@ For every step (the datacenters scaled to a total):
    of the footprint is lowered in proportion until they can: deliverability is
    tested with the footprint in balance, as the ladder will keep it.)
 3. **Adequacy** per interval: shortfall = footprint firm load + datacenters
-   served + losses + reserve - online capacity. Losses: the reference's, plus
-   the change the limit search saw at the peak, scaled by the datacenter MW
-   served; re-estimated from the verified solutions (at most ``LOSS_ROUNDS``
-   rounds) when off by more than ``LOSS_TOL_MW``.
+   served + overhead + reserve - online capacity, where the *overhead* is what
+   the footprint's units produce beyond its own demand: its fixed net export and
+   the losses (the reference's, plus the loss change the limit search saw at the
+   peak, scaled by the datacenter MW served); re-estimated from the verified
+   solutions (at most ``LOSS_ROUNDS`` rounds) when off by more than
+   ``LOSS_TOL_MW``.
 4. **Ladder** (:mod:`.ladder`, in the policy's order, :mod:`.policy`).
 5. **Obligations**: firm shed x each zone's prior-peak share; **rotation** of
    each zone's blocks (:mod:`.rotation`: the cap is hard, what the blocks cannot
@@ -63,7 +65,7 @@ from gridflow.study.zones import ZoneMap, load_zone_map, zone_shares
 
 log = logging.getLogger(__name__)
 
-#: re-estimate the losses when the verified ones differ from the estimate by more than this, MW
+#: re-estimate the overhead (net export + losses) when the verified one differs by more than this, MW
 LOSS_TOL_MW = 50.0
 LOSS_ROUNDS = 2
 #: rounds in which intervals the network cannot carry as planned get their datacenter MW lowered
@@ -393,7 +395,7 @@ class StepResult:
     placements: tuple[str, ...]  # one line per datacenter
     footprint_firm_mw: np.ndarray  # (T,)
     dc_requested_mw: np.ndarray  # (D, T)
-    losses_mw: np.ndarray  # (T,) the estimate the shortfall used
+    overhead_mw: np.ndarray  # (T,) footprint output beyond its demand (net export + losses) the shortfall used
     plan: Plan
     verification: Verification
     hour_limits: dict = field(default_factory=dict)  # interval label -> LimitSearch where an hour carried less
@@ -586,27 +588,28 @@ def run_step(setup: Setup, total_mw: float | None, *, hints=None, progress: Prog
     limits = find_limits(setup, mw_by_dc, hints=hints, progress=progress)
     requested = dc_requested(setup, mw_by_dc)
     served = np.minimum(requested, np.array([[lim.deliverable_mw] for lim in limits]))
-    # losses: the reference's plus the change the search saw at the peak, scaled by the MW served
+    # overhead: the reference's net export + losses, plus the loss change the search saw at the peak, scaled
     ref_losses = np.array([r.losses_mw for r in setup.references])
+    fp_firm = setup.footprint_firm_mw()
+    ref_over = np.array([setup.footprint_pg_mw(r) for r in setup.references]) - fp_firm
     last = next((lim.search.at_limit.point for lim in reversed(limits)
                  if lim.search.at_limit is not None and lim.search.at_limit.point is not None), None)
     served_tot = served.sum(axis=0)
     d_loss = (last.losses_mw - ref_losses[setup.peak]) if last is not None else 0.0
     peak_served = max(float(served_tot[setup.peak]), 1e-9)
-    losses = ref_losses + d_loss * served_tot / peak_served
-    fp_firm = setup.footprint_firm_mw()
+    overhead = ref_over + d_loss * served_tot / peak_served
     notes: list[str] = []
     ver = None
     hour_limits: dict = {}
     for round_ in range(LOSS_ROUNDS + NETWORK_ROUNDS):
         served_tot = served.sum(axis=0)
-        need = fp_firm + served_tot + losses + opts.reserve_mw - fp.capacity_mw
+        need = fp_firm + served_tot + overhead + opts.reserve_mw - fp.capacity_mw
         plan = plan_day(setup, mw_by_dc, requested, served, need)
         progress(f"  ladder: shortfall up to {max(need.max(), 0):,.0f} MW; firm shed up to "
                  f"{plan.climb.firm_mw.max():,.0f} MW; rotation over "
                  f"{int((plan.rotation.obligations_mw.max() > 1e-6).sum())} zones"
                  + (f" (round {round_ + 1})" if round_ else ""))
-        ver = verify_day(setup, plan, losses, previous=ver)
+        ver = verify_day(setup, plan, ref_losses + d_loss * served_tot / peak_served, previous=ver)
         progress(f"  verified {ver.n_ok}/{len(ver.checks)} intervals in AC")
         # an hour the network cannot carry as planned: the datacenters take what it carries in that hour
         bad = [t for t, c in enumerate(ver.checks) if _network_failure(c)]
@@ -625,11 +628,12 @@ def run_step(setup: Setup, total_mw: float | None, *, hints=None, progress: Prog
                 progress(f"    {setup.day.label(t)}: the network carries {lim.limit_mw:,.0f} of {drawn:,.0f} MW of "
                          f"datacenters (binding: {lim.binding() or 'none'})")
             continue
-        actual = np.array([c.losses_mw for c in ver.checks])
-        off = np.nan_to_num(actual - losses)
+        # (the emergency import is a rung of its own: the overhead is measured without it)
+        actual = np.array([c.footprint_pg_mw - c.footprint_demand_mw for c in ver.checks]) + plan.import_mw
+        off = np.nan_to_num(actual - overhead)
         if not (np.abs(off) > LOSS_TOL_MW).any() or not np.isfinite(actual).all() or round_ >= LOSS_ROUNDS - 1:
             break
-        losses = np.where(np.isfinite(actual), actual, losses)
+        overhead = np.where(np.isfinite(actual), actual, overhead)
     if not ver.verified:
         notes.append("AC verification failed: " + "; ".join(ver.failures()[:4]))
     if plan.rotation.unserved_mw.to_numpy().max(initial=0) > 0.5:
@@ -641,7 +645,7 @@ def run_step(setup: Setup, total_mw: float | None, *, hints=None, progress: Prog
         notes.append(f"at {lab} the network carries {lim.limit_mw:,.0f} MW of datacenters (binding: "
                      f"{lim.binding() or 'none'}); the rest is not deliverable in that interval")
     return StepResult(datacenter_mw=total, policy=setup.policy.name, requested_mw=mw_by_dc, limits=limits,
-                      placements=placed, footprint_firm_mw=fp_firm, dc_requested_mw=requested, losses_mw=losses,
+                      placements=placed, footprint_firm_mw=fp_firm, dc_requested_mw=requested, overhead_mw=overhead,
                       plan=plan, verification=ver, hour_limits=hour_limits, notes=tuple(notes),
                       seconds=time.perf_counter() - t0)
 

@@ -22,8 +22,9 @@ from gridflow.study.acsolve import OperatingPoint
 from gridflow.study.demand import State, held_dispatch
 from gridflow.study.screening import Screen
 
-#: MW the footprint's reserve may come out short of ``reserve_mw`` (rounding of the loss estimate)
-RESERVE_TOL_MW = 25.0
+#: MW the footprint's reserve may come out short of ``reserve_mw``: the tolerance of the overhead (net export +
+#: losses) estimate, :data:`gridflow.study.run.LOSS_TOL_MW`
+RESERVE_TOL_MW = 50.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class IntervalCheck:
     screen: Screen
     losses_mw: float
     footprint_pg_mw: float
+    footprint_demand_mw: float  # the footprint's bus demand served
     reserve_kept_mw: float  # footprint capacity - its units' output
     reserve_mw: float
     dc_drawn_mw: float  # datacenter MW drawn from the grid
@@ -109,6 +111,7 @@ def verify_day(setup, plan, losses_mw: np.ndarray, previous: Verification | None
         s = setup.screen(pt, setup.ref_tables[t], drawn)
         fp_pg = setup.footprint_pg_mw(pt) if pt.converged else float("nan")
         checks.append(IntervalCheck(label=lab, screen=s, losses_mw=pt.losses_mw, footprint_pg_mw=fp_pg,
+                                    footprint_demand_mw=float(st.p_mw[fp.bus].sum()),
                                     reserve_kept_mw=fp.capacity_mw - fp_pg, reserve_mw=opts.reserve_mw,
                                     dc_drawn_mw=drawn, vm_min_pu=s.min_vm_pu))
         points.append(pt)
