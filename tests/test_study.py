@@ -352,6 +352,20 @@ def test_seam_holds_interchange_and_keeps_every_generator_within_limits(case2000
     np.testing.assert_allclose(np.abs(pt2.V), vm, atol=1e-4)
 
 
+def test_solve_points_is_solve_point_in_a_warm_chain(case2000):
+    c = case2000
+    k = np.array([0.97, 1.0, 1.02])
+    pts = acsolve.solve_points(c, np.outer(k, c.bus.pd * 100), np.outer(k, c.bus.qd * 100))
+    assert [p.converged for p in pts] == [True] * 3
+    one = acsolve.solve_point(c.replace(bus={"pd": c.bus.pd * 1.02, "qd": c.bus.qd * 1.02}))
+    # the same operating point, but the Q-limit switching may settle on another set of held generators along
+    # another path (both consistent): measured up to 0.003 pu apart on ACTIVSg2000
+    np.testing.assert_allclose(np.abs(pts[2].V), np.abs(one.V), atol=5e-3)
+    assert pts[2].losses_mw > pts[0].losses_mw
+    with pytest.raises(gridflow.GridflowError, match="must both be"):
+        acsolve.solve_points(c, np.ones((2, c.nb)), np.ones((3, c.nb)))
+
+
 # ------------------------------------------------------------------ Texas winter peak: hand-computed checks
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ from gridflow.case import Case
 from gridflow.errors import ScenarioError
 from gridflow.io import load_case
 from gridflow.study import blocks as blk
-from gridflow.study.acsolve import OperatingPoint, solve_point
+from gridflow.study.acsolve import OperatingPoint, solve_point, solve_points
 from gridflow.study.datacenters import Placement, place_one, scale
 from gridflow.study.demand import State, held_dispatch
 from gridflow.study.footprint import Footprint, derate, footprint_of, reference_bus
@@ -200,15 +200,11 @@ def prepare(scenario: Scenario, *, case: Case | None = None, progress: Progress 
     if not base.converged:
         raise ScenarioError(f"the base case {case.name} does not solve with the footprint's units balancing it"
                             f"{' and Q limits on' if opts.q_limits else ''}: {base.result.message}")
-    refs, warm = [], base
-    for t in range(day.T):
-        p = firm0 * mult[t]
-        st = State(p, case.bus.qd * case.base_mva * mult[t], held)
-        pt = solve_point(st.case(case), responders=fp.gen, q_limits=opts.q_limits, warm=warm)
+    refs = solve_points(case, firm0 * mult, case.bus.qd * case.base_mva * mult, responders=fp.gen,
+                        q_limits=opts.q_limits, warm=base, pg_mw=np.repeat(held[None, :], day.T, axis=0))
+    for t, pt in enumerate(refs):
         if not pt.converged:
             raise ScenarioError(f"the hour {day.label(t)} without datacenters does not solve: {pt.result.message}")
-        refs.append(pt)
-        warm = pt
     progress(f"  references: {day.T} intervals solved (Q limits {'on' if opts.q_limits else 'OFF'})")
     fp_firm = (mult * firm0)[:, fp.bus].sum(axis=1)
     return Setup(scenario=scenario, case=case, zones=zones, footprint=fp, policy=policy, day=day, multiplier=mult,
