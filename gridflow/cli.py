@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from gridflow.errors import GridflowError
+from gridflow.study.command import buses as buses_command
 from gridflow.study.command import study as study_command
 
 DEFAULT_CASE = "case_ACTIVSg25k"
@@ -250,3 +251,4 @@ def contingency(case, outages, rating, q_lims, distributed_slack, tol_mva, threa
 
 
 main.add_command(study_command)
+main.add_command(buses_command)

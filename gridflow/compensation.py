@@ -82,11 +82,13 @@ def _bus_rows(pattern, nb):
     return rowP, rowQ
 
 
-def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve, w0=None):
+def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve, w0=None, free0=None):
     """The :class:`LowRank` data of a batch's scenarios that differ from J0, or None.
 
-    ``V0``, ``Ibus0`` (nb,): the chord point; ``J0data``: J0's values; ``solve(B)``: ``J0^-1 B`` for B (n, k);
-    ``w0`` (nb,): the participation factors J0 was built with (distributed slack).
+    ``V0``, ``Ibus0`` (nb,): the chord point (base topology: ``Ibus0 = Ybus V0``); ``J0data``: J0's values;
+    ``solve(B)``: ``J0^-1 B`` for B (n, k); ``w0`` (nb,): the participation factors J0 was built with
+    (distributed slack); ``free0`` bool (n,): J0's free rows (None: none pinned). A scenario differs from J0 in
+    its outages' rows and in every row pinned in one and free in the other.
     """
     T = spec.T
     nb = len(V0)
@@ -95,24 +97,24 @@ def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve, w
     out_t, out_k = np.asarray(spec.out_t)[order], np.asarray(spec.out_k)[order]
     ptr = np.zeros(T + 1, np.int64)
     np.cumsum(np.bincount(out_t, minlength=T), out=ptr[1:])
-    pinned = np.zeros(T, bool) if spec.free is None else ~spec.free.all(axis=1)
-    cand = np.flatnonzero((np.diff(ptr) > 0) | pinned)
+    free0 = np.ones(n, bool) if free0 is None else np.asarray(free0, bool)
+    free = np.ones((T, n), bool) if spec.free is None else np.asarray(spec.free, bool)
+    repinned = (free != free0[None, :]).any(axis=1)
+    cand = np.flatnonzero((np.diff(ptr) > 0) | repinned)
     if not len(cand):
         return None
     rowP, rowQ = _bus_rows(pattern, nb)
     rptr, rpos, rcol = _row_view(pattern)
-    scen, R_l, P_l = [], [], []
+    scen, R_l = [], []
     for t in cand:
         ks = out_k[ptr[t]:ptr[t + 1]]
         buses = np.unique(np.r_[terms.f[ks], terms.t[ks]]) if len(ks) else np.zeros(0, np.int64)
         rows = np.r_[rowP[buses], rowQ[buses]]
-        pins = np.flatnonzero(~spec.free[t]) if pinned[t] else np.zeros(0, np.int64)
-        rows = np.union1d(rows[rows >= 0], pins)
+        rows = np.union1d(rows[rows >= 0], np.flatnonzero(free[t] != free0))
         if len(rows) > MAX_ROWS:
             continue
         scen.append(t)
         R_l.append(rows)
-        P_l.append(pins)
     if not scen:
         return None
     scen = np.asarray(scen)
@@ -162,11 +164,11 @@ def prepare(pattern, spec, terms, V0, Ibus0, Ydata, Yrow, Ycol, J0data, solve, w
         Jt = np.where(kind == SLACK, 0.0 if w0 is None else -w0[np.where(kind == SLACK, src, 0)], Jt)
     row_e, col_e = pattern.row[ee].astype(np.int64), pattern.col[ee].astype(np.int64)
     for j in range(q):
-        rows, cols, pins = R_l[j], C_l[j], P_l[j]
+        rows, cols, ft = R_l[j], C_l[j], free[scen[j]]
         R[j, :len(rows)], Rm[j, :len(rows)] = rows, True
         C[j, :len(cols)], Cm[j, :len(cols)] = cols, True
         m = jj == j
-        jt = np.where(np.isin(row_e[m], pins), np.where(row_e[m] == col_e[m], 1.0, 0.0), Jt[m])
+        jt = np.where(ft[row_e[m]], Jt[m], np.where(row_e[m] == col_e[m], 1.0, 0.0))  # a pinned row: identity
         ri = np.searchsorted(rows, row_e[m])
         ci = np.searchsorted(cols, col_e[m])
         D[j, ri, ci] = J0data[ee[m]] - jt

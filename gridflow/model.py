@@ -343,8 +343,9 @@ class PowerFlowModel(EngineState):
                               bridge=self.bridges if need_bridges else None)
 
     def run(self, V0, *, pd, qd, pg, qg, roles: Roles, branch_out=None, participation=None, q_lims: bool = False,
-            p_lims: bool = True, q_release: bool = False, tol: float, max_iter: int, line_search: bool = True,
-            chord: bool = True, threads: int | None = None, case: Case | None = None) -> Solved:
+            p_lims: bool = True, q_release: bool = False, q_held=None, tol: float, max_iter: int,
+            line_search: bool = True, chord: bool = True, threads: int | None = None,
+            case: Case | None = None) -> Solved:
         """Solve T scenarios: loads ``pd``, ``qd`` (T, nb), generator schedules ``pg``, ``qg`` (T, ng),
         per unit; starts ``V0`` (T, nb) (setpoints applied by the caller); ``roles`` from :meth:`roles`;
         ``branch_out`` list of T int arrays; ``participation`` (T, ng) generator participation
@@ -353,7 +354,8 @@ class PowerFlowModel(EngineState):
         the distributed slack's participants within [Pmin, Pmax]; ``q_lims``: PYPOWER's Q-limit rule;
         ``q_release``: also give a held bus back its voltage control when its voltage ends on the side of its
         setpoint that the held limit cannot explain (:data:`RELEASE_PU` dead band, at most
-        :data:`MAX_RELEASES` rounds);
+        :data:`MAX_RELEASES` rounds); ``q_held``: (mask (T, ng), q (T, ng) pu), generators held at a Q limit
+        from the start (a warm start's held set: their buses start as PQ);
         ``case``: the what-if whose generator limits apply (same topology; default the model's case).
         """
         case = self.case if case is None else case
@@ -368,12 +370,23 @@ class PowerFlowModel(EngineState):
         p_limited = np.zeros((T, case.ng), bool)
         q_limited = np.zeros((T, case.ng), bool)
         releases = np.zeros(T, np.int64)
+        if q_lims and q_held is not None:
+            hm = np.broadcast_to(np.asarray(q_held[0], bool), (T, case.ng)) & gen_on
+            q_limited |= hm
+            qg = np.where(hm, np.broadcast_to(np.asarray(q_held[1], float), (T, case.ng)), qg)
+            for t in np.flatnonzero(hm.any(axis=1)):
+                buses = np.unique(gen.bus[hm[t]])
+                q_free[t, buses] = roles.energized[t, buses]
         wg = None
         if dist:
             wg = np.where(gen_on, np.maximum(np.asarray(participation, float), 0.0), 0.0)
             main = _island_of(self.net, roles, roles.slack_ref)
             wg = np.where(main[:, gen.bus], wg, 0.0)
         out_t, out_k = _pairs(branch_out, T)
+        # with Q limits, every bus whose voltage a generator holds may become PQ: the pattern carries them all
+        # from the start (their Q rows pinned until they switch), so switching changes pins, not the pattern
+        # (one symbolic analysis instead of one per set of switched buses)
+        q_pool = (roles.energized & ~roles.q_free).any(axis=0) if q_lims else None
         terms = self.branch_terms if len(out_t) else None
         V = np.array(V0, dtype=complex)
         slack = np.zeros(T)
@@ -401,7 +414,7 @@ class PowerFlowModel(EngineState):
                 w_bus = np.zeros((len(todo), case.nb))
                 for j in range(len(todo)):
                     w_bus[j] = np.bincount(gen.bus, w_g[j], minlength=case.nb)
-            pattern, free = self._formulation(sub, dist)
+            pattern, free = self._formulation(sub, dist, q_pool if q_lims else None)
             Sbus = _sbus(case, sub, pd[todo], qd[todo], pg[todo], qg[todo])
             sel = np.isin(out_t, todo)
             loc = np.full(T, -1, np.int64)
@@ -447,10 +460,13 @@ class PowerFlowModel(EngineState):
                       max_mismatch=norm, worst_bus=worst, reason=reason, p_limited=p_limited, q_limited=q_limited,
                       roles=final)
 
-    def _formulation(self, roles: Roles, dist: bool):
-        """Pattern covering every scenario's free equations, and the per-scenario free rows (or None)."""
+    def _formulation(self, roles: Roles, dist: bool, q_pool=None):
+        """Pattern covering every scenario's free equations (and the Q rows of ``q_pool`` (nb,), pinned where
+        not free), and the per-scenario free rows (or None)."""
         p_any = roles.p_free.any(axis=0)
         q_any = roles.q_free.any(axis=0)
+        if q_pool is not None:
+            q_any = q_any | q_pool
         slack_ref = roles.slack_ref if dist else None
         if dist:
             p_any[slack_ref] = False  # its P row is the slack row
@@ -524,7 +540,8 @@ def _hold_q_limits(case, Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist) ->
 def _release_q_limits(case, rows, V, qg, q_free, q_limited) -> np.ndarray:
     """Give voltage control back to held buses whose voltage ended on the side of the setpoint their limit
     cannot explain (held at Qmax yet above the setpoint, or at Qmin yet below it, by more than
-    :data:`RELEASE_PU`); True where re-solved. A generator with Qmin = Qmax never regulates: never released."""
+    :data:`RELEASE_PU`), their voltage (in ``V``) back at the setpoint; True where re-solved. A generator with
+    Qmin = Qmax never regulates: never released."""
     gen = case.gen
     again = np.zeros(len(V), bool)
     if not len(rows):
@@ -546,6 +563,8 @@ def _release_q_limits(case, rows, V, qg, q_free, q_limited) -> np.ndarray:
             buses = np.unique(gen.bus[wrong])
             q_free[t, buses] = False
             q_limited[t, np.isin(gen.bus, buses)] = False
+            # back under voltage control: the bus starts the next solve at its setpoint (Vm is no unknown there)
+            V[t, buses] = vset[buses] * V[t, buses] / np.abs(V[t, buses])
             again[t] = True
     return again
 

@@ -133,9 +133,10 @@ def solve(case: Case, *, backend: str = "auto", init: str = "auto", tol_mva: flo
 def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", tol_mva: float = 1e-8,
                      max_iter: int = 30, enforce_q_lims: bool = False, distributed_slack: bool = False,
                      participation=None, enforce_p_lims: bool = True, q_release: bool = False,
-                     line_search: bool = True,
-                     V0=None) -> PowerFlowResult:
-    """:func:`solve` on a model of the case's topology (``case`` may differ in loads and dispatch)."""
+                     line_search: bool = True, V0=None, q_held=None, fallback: bool = True) -> PowerFlowResult:
+    """:func:`solve` on a model of the case's topology (``case`` may differ in loads and dispatch);
+    ``q_held``: (mask (ng,), q (ng,) pu) generators held at a Q limit from the start (a warm start's);
+    ``fallback=False``: with ``V0``, try the warm start only (searches that approach a limit in steps)."""
     check_options(init=init, tol_mva=tol_mva, max_iter=max_iter)
     if case is not model.case:
         check_case(case)
@@ -152,20 +153,24 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
         warm = np.asarray(V0, dtype=complex)
         if warm.shape != (case.nb,) or not np.isfinite(warm).all():
             raise GridflowError(f"V0 must be {case.nb} finite complex voltages")
-        starts = ("warm",) + starts
+        starts = ("warm",) + (starts if fallback else ())
     loads = dict(pd=case.bus.pd[None, :], qd=case.bus.qd[None, :], pg=case.gen.pg[None, :], qg=case.gen.qg[None, :])
     tol = tol_mva / base
     total_it = 0
     best = r = None
     for start in starts:
         if start == "warm":
-            V = with_setpoints(case, warm, net.energized, net.gen_on, controlled[0])
+            ctl = controlled[0]
+            if q_held is not None and enforce_q_lims:  # buses held at a Q limit keep the warm start's voltage
+                ctl = ctl.copy()
+                ctl[case.gen.bus[np.asarray(q_held[0], bool) & net.gen_on]] = False
+            V = with_setpoints(case, warm, net.energized, net.gen_on, ctl)
         else:
             Vb = initial_voltage(case, net, start)
             V = with_setpoints(case, Vb, net.energized, net.gen_on, controlled[0])
         r = model.run(V[None, :], **loads, roles=roles, participation=wg, q_lims=enforce_q_lims,
                       p_lims=enforce_p_lims, q_release=q_release, tol=tol, max_iter=max_iter,
-                      line_search=line_search, case=case)
+                      line_search=line_search, case=case, q_held=q_held if start == "warm" else None)
         total_it += int(r.iterations[0] + r.chord_steps[0])
         vmin = float(np.min(np.abs(r.V[0][net.energized]), initial=1.0))
         log.info("init=%s: converged=%s after %d Newton + %d chord steps (%.2e MVA), min |V| %.3f pu", start,
@@ -186,6 +191,10 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
         extra.update(slack_mw=float(r.slack[0] * base), p_limited=np.flatnonzero(r.p_limited[0]))
     if enforce_q_lims:
         extra["q_limited"] = np.flatnonzero(r.q_limited[0])
+        # every generator whose Q is held (at a limit, or holding its output at a bus switched to PQ):
+        # with its Q, the held set a warm start of a nearby case takes (``q_held``)
+        switched = r.roles.q_free[0] & controlled[0]
+        extra["q_held"] = np.flatnonzero(r.roles.gen_on[0] & switched[case.gen.bus])
     return make_result(case, net, r.V[0], converged=ok, iterations=total_it, max_mismatch_pu=float(r.max_mismatch[0]),
                        worst_bus=int(r.worst_bus[0]), init=start, backend=model.backend.name, message=message,
                        gen_p=r.pg[0], gen_q=r.qg[0], extra=extra)

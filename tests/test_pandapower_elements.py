@@ -316,7 +316,13 @@ def test_cli_names_the_source_of_a_case_name():
 
 def test_unrated_branches_are_counted_and_not_clean(tmp_path):
     from gridflow.io import matpower_data_dir
-    from gridflow.study.screening import baseline
+    from gridflow.study.screening import monitor_for
+
+    def unrated_monitored(c, rating):
+        every = np.ones(c.nb, bool)
+        return monitor_for(c, rating=rating, footprint_bus=every, local_bus=every, monitored_kv_min=0.0,
+                           dfax_cutoff_percent=5.0, loading_tolerance_percent=1.0,
+                           voltage_tolerance_pu=0.005).unrated_monitored
 
     d = matpower_data_dir()
     text = (d / "case9.m").read_text()
@@ -332,10 +338,10 @@ def test_unrated_branches_are_counted_and_not_clean(tmp_path):
     assert np.isnan(res.branch["loading_percent"]).sum() == 2
     r = cli("solve", str(path))
     assert "  2 branches unrated, not monitored" in r.stdout
-    assert baseline(case, res, "A").unrated == 2
+    assert unrated_monitored(case, "A") == 2  # the study counts them (monitored, not checked)
     no_c = case.replace(branch={"rate_c": np.zeros(case.nl)})  # rate C falls back to rate A (main's rule)
-    assert baseline(no_c, solve(no_c), "C").unrated == 2
+    assert unrated_monitored(no_c, "C") == 2
     zero = np.zeros(case.nl)
     none = case.replace(branch={"rate_a": zero, "rate_b": zero, "rate_c": zero})
-    with pytest.raises(ScenarioError, match="rating C: no in-service branch of unrated has a rate C nor a rate A"):
-        baseline(none, solve(none), "C")
+    with pytest.raises(ScenarioError, match="rating C: no monitored branch of unrated has a rate C nor a rate A"):
+        unrated_monitored(none, "C")

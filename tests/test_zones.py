@@ -190,3 +190,19 @@ def test_a_curated_name_never_lands_on_another_state(monkeypatch):
     monkeypatch.setattr(mz, "ZONES", zones)
     with pytest.raises(SystemExit, match="area 7: the vote gives TX"):
         mz.derive("case_ACTIVSg2000")
+
+
+@pytest.mark.parametrize("case_name", ["case_ACTIVSg25k", "case_ACTIVSg2000", "case_ACTIVSg10k"])
+def test_committed_shares_are_what_the_script_makes(case_name):
+    """<map>_shares.csv: each zone's base-case load over its RTO's, from the committed zone table; shares of
+    one RTO add up to 1."""
+    rows = _read(case_name)
+    path = mz.shares_path(case_name)
+    assert path.read_text() == mz.render_shares(rows), f"run: python cases/zones/make_zones.py {case_name}"
+    import pandas as pd
+
+    df = pd.read_csv(path, comment="#")
+    assert list(df.columns) == mz.SHARE_COLUMNS
+    for rto, g in df.groupby("rto"):
+        assert g["share"].sum() == pytest.approx(1.0, abs=1e-5), rto
+        np.testing.assert_allclose(g["share"], g["load_mw"] / g["load_mw"].sum(), atol=1e-6)

@@ -2,7 +2,8 @@
 
 Usage (from the repository root, with gridflow installed)::
 
-    python cases/zones/make_zones.py case_ACTIVSg25k            # rewrites activsg25k.csv (and its README table)
+    python cases/zones/make_zones.py case_ACTIVSg25k            # rewrites activsg25k.csv, activsg25k_shares.csv
+                                                                # (and its README table)
     python cases/zones/make_zones.py --all                      # the three cases below
     python cases/zones/make_zones.py case_ACTIVSg25k --report   # also prints the vote of every area
     python cases/zones/make_zones.py --markdown case_ACTIVSg25k # the table for the README
@@ -45,6 +46,15 @@ place it sits in, with counters appended: ``'MANASSAS 2'``, ``'SPARTANBURG 1 4'`
    the main state per interconnection (``RTO``); see the README for where that
    is only approximate.
 
+6. **Prior-peak shares.** ``<map>_shares.csv`` gives each zone's share of its
+   RTO's load in the base case (``load_mw`` over the RTO's total, datacenters
+   excluded: the case has none). The ACTIVSg base cases are peak-hour cases
+   (ACTIVSg2000's is within 1.3 % of its 2016 annual peak), so this is each
+   zone's share of the historical peak: the table a balancing authority splits
+   a firm load shed by (PJM Manual 13's manual load dump; ERCOT's load-shed
+   table; Texas PURA §38.076: "based on historical seasonal peak demand").
+   The rolling-blackout study uses it by default.
+
 Everything is deterministic: the same case and ``us_cities.csv`` give the same
 CSV, byte for byte (``tests/test_zones.py`` checks the committed files).
 """
@@ -70,6 +80,7 @@ OUTPUTS = {
     "case_ACTIVSg10k": "activsg10k.csv",
 }
 COLUMNS = ["area", "zone", "state", "rto", "states", "load_mw", "buses"]
+SHARE_COLUMNS = ["zone", "rto", "load_mw", "share"]
 MIN_SHARE = 0.01  # a state is listed in `states` from 1 % of the area's placed load
 MAX_HOPS = 3
 MAX_ROUNDS = 20
@@ -373,6 +384,29 @@ def render_csv(rows) -> str:
     return buf.getvalue()
 
 
+def shares_path(case_name: str) -> Path:
+    return HERE / OUTPUTS[case_name].replace(".csv", "_shares.csv")
+
+
+def render_shares(rows) -> str:
+    """The prior-peak share table: each zone's base-case load over its RTO's (a pure function of the rows,
+    so it can be checked against the committed zone table without reading the case)."""
+    load = defaultdict(float)
+    for r in rows:
+        load[(r["zone"], r["rto"])] += float(r["load_mw"])
+    rto_total = defaultdict(float)
+    for (_, rto), mw in load.items():
+        rto_total[rto] += mw
+    buf = io.StringIO()
+    buf.write("# prior-peak shares: each zone's base-case load over its RTO's (make_zones.py)\n")
+    wr = csv.DictWriter(buf, fieldnames=SHARE_COLUMNS, lineterminator="\n")
+    wr.writeheader()
+    for (zone, rto), mw in sorted(load.items(), key=lambda t: (t[0][1], t[0][0])):
+        wr.writerow({"zone": zone, "rto": rto, "load_mw": f"{mw:.2f}",
+                     "share": f"{mw / rto_total[rto]:.6f}" if rto_total[rto] > 0 else "0"})
+    return buf.getvalue()
+
+
 def render_markdown(rows, details) -> str:
     out = ["| area | zone | state(s), share of load | RTO | load MW | buses | main cities (MW) |",
            "| ---: | --- | --- | --- | ---: | ---: | --- |"]
@@ -487,7 +521,8 @@ def main(argv=None) -> int:
             continue
         out = HERE / OUTPUTS[c]
         out.write_text(render_csv(rows))
-        print(f"wrote {out} ({len(rows)} areas)")
+        shares_path(c).write_text(render_shares(rows))
+        print(f"wrote {out} ({len(rows)} areas) and {shares_path(c).name}")
         if README.is_file():  # keep the README's table of this case in step
             text = README.read_text()
             new = readme_with_table(text, c, render_markdown(rows, details))

@@ -101,9 +101,10 @@ class BatchOps(Protocol):
         """
 
     def chord_factorize(self, V, Ibus, w) -> None:
-        """Factorize the Jacobian J0 at one voltage (nb,) of the base topology, nothing pinned; a backend
-        may also prepare each outage scenario's own start Jacobian as a low-rank change of J0
-        (:mod:`gridflow.compensation`).
+        """Factorize the Jacobian J0 at one voltage (nb,) of the base topology (no outage), with the first
+        scenario's rows pinned (a backend may leave them free: then a single case's chord is not its own
+        Jacobian); a backend may also prepare each other scenario's own start Jacobian as a low-rank change
+        of J0 (:mod:`gridflow.compensation`).
 
         Raises :class:`gridflow.linalg.SingularJacobian` if J0 is singular.
         """

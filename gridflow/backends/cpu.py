@@ -122,11 +122,19 @@ class CPUBatchOps:
         return d
 
     def chord_factorize(self, V, Ibus, w):
-        data = jacobian_values(V, Ibus, self.Ydata, self.Yrow, self.Ycol, self.pattern, diag=self.Ydiag, w=w)
-        self._chord = self.model.local_solver(self.pattern, "chord").factorize(data)
-        # outage scenarios: their own start Jacobian as a low-rank change of J0 (gridflow.compensation)
-        self._lowrank = compensation.prepare(self.pattern, self.spec, self.spec.terms, V, Ibus, self.Ydata,
-                                             self.Yrow, self.Ycol, data, self._solve0, w)
+        # J0: the base topology at V with the first scenario's rows pinned (for a single case, its own Jacobian)
+        Ib = self.Ybus @ V
+        pat = self.pattern
+        data = jacobian_values(V, Ib, self.Ydata, self.Yrow, self.Ycol, pat, diag=self.Ydiag, w=w)
+        free0 = np.ones(pat.n, bool) if self.spec.free is None else self.spec.free[0]
+        data[~free0[pat.row]] = 0.0
+        data[pat.diag[~free0]] = 1.0
+        lin = self.model.local_solver(pat, "chord")
+        lin.factorize(data)
+        self._chord = lin
+        # the other scenarios: their own start Jacobian as a low-rank change of J0 (gridflow.compensation)
+        self._lowrank = compensation.prepare(pat, self.spec, self.spec.terms, V, Ib, self.Ydata, self.Yrow,
+                                             self.Ycol, data, self._solve0, w, free0)
 
     def _solve0(self, B):
         """J0^-1 B for B (n, k)."""

@@ -357,14 +357,16 @@ class GPUBatchOps:
 
     # ------------------------------------------------------------------ kernels
 
-    def ibus(self, idx, V):
+    def ibus(self, idx, V, *, base: bool = False):
+        """``Ybus_t V_t`` per row (``base``: no outages)."""
         V = cp.ascontiguousarray(V, dtype=cp.complex128)
         k, nb = V.shape
         sc = cp.ascontiguousarray(cp.asarray(idx), dtype=cp.int32)
         Ibus = cp.empty((k, nb), dtype=cp.complex128)
         n, tm = self.net, self.tm
+        out_ptr = self._no_out if base else self.out_ptr
         self.backend.kernels.launch("gridflow_ibus", k * nb, (
-            n.indptr, n.indices, n.data, V, sc, self.out_ptr, self.out_br, tm["f"], tm["t"], tm["Yff"], tm["Yft"],
+            n.indptr, n.indices, n.data, V, sc, out_ptr, self.out_br, tm["f"], tm["t"], tm["Yff"], tm["Yft"],
             tm["Ytf"], tm["Ytt"], Ibus, np.int64(k), np.int32(nb)))
         return Ibus
 
@@ -389,12 +391,17 @@ class GPUBatchOps:
 
     def chord_factorize(self, V, Ibus, w):
         self._chord = None
-        vals = self.jacobian(cp.zeros(1, dtype=cp.int32), V[None, :], Ibus[None, :], None if w is None else w[None, :],
-                             base=True)
+        sc0 = cp.zeros(1, dtype=cp.int32)
+        Ib = self.ibus(sc0, V[None, :], base=True)  # J0 is the base topology's (as on the CPU)
+        vals = self.jacobian(sc0, V[None, :], Ib, None if w is None else w[None, :], base=True)
         data = cp.asnumpy(vals[0])
         if not np.isfinite(data).all():
             raise SingularJacobian("the chord Jacobian is not finite")
         pat = self.pattern
+        if self.spec.free is not None:  # the first scenario's rows pinned, as the CPU backend's J0
+            free0 = np.asarray(self.spec.free[0], bool)
+            data[~free0[pat.row]] = 0.0
+            data[pat.diag[~free0]] = 1.0
         cls = sp.csc_matrix if pat.fmt == "csc" else sp.csr_matrix
         A = cls((data, pat.indices, pat.indptr), shape=(pat.n, pat.n)).tocsc()
         try:

@@ -1,21 +1,27 @@
-"""Study outputs: the per-zone table, files (JSON, CSV) and PNG plots.
+"""Study outputs: the console report, the files and the plots.
 
-Files written to the output folder (one study; steps are the datacenter sizes):
+Files written to the output folder (``step`` = the datacenter total of the step):
 
-* ``summary.json`` — per step: datacenter MW, capacity, shortfall, hosting
-  limit, driver, totals per kind, verification per interval, notes;
-* ``zones.csv`` — step, zone, state, rto, load, datacenter MW, shed by kind,
-  % shed, hours dark, OE-417 flag;
-* ``schedule.csv`` — step, interval, block (bus number), zone, dark;
+* ``summary.json`` — the study's modelling choices and, per step, the headline
+  (served / curtailed / backup datacenter MW, firm shed), each datacenter's N-0
+  limit and binding constraint, the ladder, the zones' obligations, the AC
+  verification per interval, the OE-417 flag, notes; the sensitivity table;
+* ``zones.csv`` — step, zone, state, rto, load, datacenter MW requested and
+  served, shed by kind at the worst interval, % shed, share, obligation, firm shed
+  (MW, MWh), blocks, minutes dark per block (max, mean), unserved MW, OE-417;
+* ``ladder.csv`` — step, interval, level, mw;
+* ``schedule.csv`` — step, interval, block, zone, dark (zones with an obligation);
 * ``shed_by_bus.csv`` — step, interval, bus, p_shed_mw, q_shed_mvar, kind
-  (``flexible``, ``backup`` = moved to backup generation, ``firm``);
-* ``bus_demand.csv`` — step, interval, bus, p_mw, q_mvar: demand served at
-  every bus with load, after datacenters and shed;
-* ``gen_dispatch.csv`` — step, interval, gen (row of the case's generator
-  table, 0-based), p_mw;
-* ``shed_by_zone.png``, ``hours_dark.png``, ``voltage_profile.png``.
-
-When the study has one step, the ``step`` column is still there (one value).
+  (``not_deliverable``, ``flexible``, ``backup``, ``curtailed``, ``firm``,
+  ``cold_load_pickup``);
+* ``bus_demand.csv`` — step, interval, bus, p_mw, q_mvar: demand served;
+* ``gen_dispatch.csv`` — step, interval, gen (0-based row), p_mw, q_mvar;
+* ``violations.csv`` — every violation of the verified intervals and of the
+  trial above each limit, attributed or not (:data:`gridflow.study.tables.VIOLATIONS_COLUMNS`);
+* ``limits.csv``, ``pv_curve.csv`` (every limit-search trial), ``pv_sweep.csv``
+  (the P–V curve of the first datacenter), ``sensitivity.csv``;
+* plots: ``firm_shed_heatmap.png`` (zone x interval), ``ladder.png``,
+  ``shed_by_zone.png``, ``pv_curve.png``.
 """
 
 from __future__ import annotations
@@ -27,51 +33,142 @@ import numpy as np
 import pandas as pd
 
 from gridflow.errors import GridflowError
-from gridflow.study.run import StudyResult
+from gridflow.study import tables
+from gridflow.study.ladder import LEVELS
+from gridflow.study.run import StepResult, StudyResult
+from gridflow.study.scenario import options_table
 
 
-def zone_table(step, top: int = 12) -> str:
-    """A readable per-zone table of one step (zones that shed first)."""
-    z = step.zones
-    z = z[(z["shed_mw"] > 0.5) | (z["datacenter_mw"] > 0)].head(top)
-    lines = [f"{'zone':34s} {'state':5s} {'load MW':>9s} {'DC MW':>8s} {'shed MW':>8s} {'% shed':>7s} "
-             f"{'hours dark':>10s}"]
-    for _, r in z.iterrows():
-        lines.append(f"{str(r['zone'])[:34]:34s} {str(r['state'])[:5]:5s} {r['load_mw']:9.0f} "
-                     f"{r['datacenter_mw']:8.0f} {r['shed_mw']:8.0f} {r['shed_percent']:6.1f}% "
-                     f"{r['hours_dark_max']:10.1f}")
+def _mw(x) -> str:
+    return f"{x:,.0f}"
+
+
+def study_intro(study: StudyResult) -> str:
+    su = study.setup
+    o = su.opts
+    lines = [f"{study.scenario.name}: {su.case.name}, {su.case.nb:,} buses; {su.footprint.describe()}"
+             + (f" ({o.unavailable_mw:,.0f} MW unavailable)" if o.unavailable_mw else ""),
+             f"  day: {o.load_shape if isinstance(o.load_shape, str) else 'given'} load shape, {su.day.T} intervals of "
+             f"{su.day.interval_minutes} min from {su.day.label(0)} (peak {su.day.label(su.peak)}); reserve "
+             f"{_mw(o.reserve_mw)} MW; policy {o.policy}",
+             f"  physics: AC, generator Q limits {'ON' if o.q_limits else 'OFF (not a planning answer)'}; only "
+             f"{su.footprint.name}'s units respond (by headroom), interchange fixed, emergency import up to "
+             f"{_mw(o.emergency_import_mw)} MW; N-0 only (N-1 needs the contingency engine)"
+             + (f"; angle reference at bus {int(su.case.bus.number[su.reference_bus])} (the footprint's most Q "
+                "margin)" if su.reference_bus is not None else ""),
+             f"  attribution: branches >= {o.monitored_kv_min:g} kV or in the datacenters' zones, rating {o.rating} "
+             f"({su.monitor.unrated_monitored:,} monitored branches unrated, not checked), DFAX >= "
+             f"{o.dfax_cutoff_percent:g} %, pre-existing overloads worsened > {o.loading_tolerance_percent:g} points, "
+             f"voltage in the footprint beyond limits by > {o.voltage_tolerance_pu:g} pu",
+             f"  firm shed: zone shares from {_share_source(study)}; blocks of {o.block_mw:g} MW, "
+             f"{_pct(o.critical_percent)} critical + {_pct(o.ufls_percent)} UFLS-armed never rotate; cap "
+             f"{o.max_hours_dark:g} h dark in a row"]
     return "\n".join(lines)
 
 
-def step_headline(step) -> str:
-    a = step.allocation
-    status = "AC-verified" if step.verified else "NOT verified"
-    host = "" if step.hosting_limit_mw is None else f", hosting limit {step.hosting_limit_mw:,.0f} MW"
-    return (f"{step.datacenter_mw:,.0f} MW of datacenters, policy {step.policy}: shortfall "
-            f"{max(step.shortfall_mw, 0):,.0f} MW{host}; before shed: {step.pre.describe()}; shed "
-            f"{a.total_mw:,.0f} MW (flexible {a.p_flex_mw.sum():,.0f}, backup {a.p_backup_mw.sum():,.0f}, "
-            f"firm {a.p_firm_mw.sum():,.0f}); driver: {step.driver}; {status}")
+def _pct(v) -> str:
+    return f"{v:g} %" if not isinstance(v, dict) else "per-zone %"
 
+
+def _share_source(study: StudyResult) -> str:
+    s = study.setup.opts.zone_shares
+    if isinstance(s, str) and s == "":
+        return f"the prior-peak table of {study.scenario.zones or 'the base case'}"
+    return "the scenario" if isinstance(s, dict) else s
+
+
+def step_headline(study: StudyResult, step: StepResult) -> str:
+    """One line: served / curtailed / backup datacenter MW and firm shed at the worst interval."""
+    h = tables.headline(study, step)
+    lab = study.setup.day.label(h["interval"])
+    firm = (f"firm load shed {_mw(h['firm_shed_mw'])} MW ({_mw(h['firm_shed_mwh'])} MWh over the day)"
+            if h["firm_shed_mw_max"] > 1e-6 else "no firm load shed")
+    oe = "OE-417 reportable (firm shed >= 100 MW)" if h["oe417"] else "not OE-417 reportable"
+    ver = step.verification
+    return (f"{_mw(step.datacenter_mw)} MW of datacenters requested, at {lab}: served {_mw(h['served_datacenter_mw'])}"
+            f" MW, not deliverable {_mw(h['not_deliverable_mw'])}, curtailed {_mw(h['curtailed_datacenter_mw'])}, on "
+            f"backup {_mw(h['backup_mw'])}; {firm}; {oe}; AC-verified {ver.n_ok}/{len(ver.checks)} intervals")
+
+
+def step_report(study: StudyResult, step: StepResult, top: int = 12) -> str:
+    su = study.setup
+    lines = [step_headline(study, step)]
+    for p in step.placements:
+        lines.append(f"  placed {p}")
+    for lim in step.limits:
+        b = f"; binding: {lim.binding}" if lim.search.limited else ""
+        lines.append(f"  limit N-0 at {su.day.label(su.peak)}: {lim.name} {_mw(lim.deliverable_mw)} of "
+                     f"{_mw(lim.requested_mw)} MW{b}")
+    c = step.climb
+    used = [(lev, c.by_kind(k).max(initial=0)) for k, lev in LEVELS.items() if k != "firm"]
+    used = [(lev, mw) for lev, mw in used if mw > 0.5]
+    if c.need_mw.max(initial=0) > 0:
+        lines.append(f"  ladder (max MW in an interval): shortfall {_mw(c.need_mw.max())}; "
+                     + ", ".join(f"{lev} {_mw(mw)}" for lev, mw in used)
+                     + f", firm load {_mw(c.firm_mw.max(initial=0))}")
+    else:
+        lines.append(f"  no capacity shortfall (margin {_mw(-c.need_mw.max())} MW at the tightest interval)")
+    z = tables.zone_rows(study, step)
+    z = z[z["obligation_mw_max"].fillna(0) > 1e-6]
+    if len(z):
+        lines.append(f"  {'zone':34s} {'share':>6s} {'oblig. MW':>9s} {'blocks':>6s} {'min dark/block max':>18s} "
+                     f"{'mean':>5s} {'unserved MW':>11s}")
+        for _, r in z.head(top).iterrows():
+            lines.append(f"  {str(r['zone'])[:34]:34s} {r['share'] * 100:5.1f}% {r['obligation_mw_max']:9,.0f} "
+                         f"{int(r['blocks']):6d} {r['minutes_dark_max']:18.0f} {r['minutes_dark_mean']:5.0f} "
+                         f"{r['unserved_mw_max']:11,.0f}")
+        if len(z) > top:
+            lines.append(f"  ... {len(z) - top} more zones in zones.csv")
+    for note in step.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def sensitivity_report(study: StudyResult) -> str:
+    s = study.sensitivity
+    if s is None or not len(s):
+        return "sensitivity: no datacenter's limit binds in the last step"
+    lines = [f"sensitivity of {s['datacenter'].iloc[0]}'s N-0 limit (last step):"]
+    for _, r in s.iterrows():
+        ch = "" if r["variant"] == "as studied" else f" ({r['change_mw']:+,.0f})"
+        lines.append(f"  {r['variant']:58s} {r['limit_mw']:8,.0f} MW{ch:>10s}  {r['binding'] or 'requested MW clean'}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ files
 
 def summary_dict(study: StudyResult) -> dict:
-    sc = study.scenario
-    out = {"scenario": sc.name, "case": study.case.name, "policy": sc.study.policy,
-           "zones": study.zone_map.source, "base_overloads": int(len(study.base.overloaded)),
-           "unrated_branches": int(study.base.unrated), "steps": []}
+    su = study.setup
+    out = {"scenario": study.scenario.name, "case": su.case.name, "zones": su.zones.source,
+           "footprint": su.footprint.name, "footprint_capacity_mw": su.footprint.capacity_mw,
+           "q_limits": su.opts.q_limits, "contingencies": su.opts.contingencies,
+           "intervals": su.day.labels, "interval_minutes": su.day.interval_minutes,
+           "peak_interval": su.day.label(su.peak), "zone_shares": {k: float(v) for k, v in su.shares.items()},
+           "options": {k: (v if not isinstance(v, tuple) else list(v)) for k, v in options_table(su.opts)},
+           "oe417_definition": "firm load shed >= 100 MW in some interval (datacenter curtailment and backup "
+                               "generation do not count)",
+           "steps": [], "seconds": round(study.seconds, 1)}
     for st in study.steps:
-        a = st.allocation
+        h = tables.headline(study, st)
+        h["interval"] = su.day.label(h["interval"])
+        z = tables.zone_rows(study, st)
         out["steps"].append({
-            "datacenter_mw": st.datacenter_mw, "capacity_mw": st.capacity_mw, "load_mw": st.load_mw,
-            "losses_mw": st.losses_mw, "reserve_mw": st.reserve_mw, "shortfall_mw": st.shortfall_mw,
-            "hosting_limit_mw": st.hosting_limit_mw, "before_shed": st.pre.describe(), "driver": st.driver,
-            "shed_mw": a.total_mw, "shed_flexible_mw": float(a.p_flex_mw.sum()),
-            "shed_backup_mw": float(a.p_backup_mw.sum()), "shed_firm_mw": float(a.p_firm_mw.sum()),
-            "unmet_mw": a.unmet_mw, "verified": st.verified,
-            "intervals": [{"interval": t, "result": s.describe(), "max_loading_percent": s.max_loading,
-                           "min_vm_pu": s.min_vm} for t, s in enumerate(st.intervals)],
-            "zones_oe417": [str(z) for z in st.zones.loc[st.zones["oe417"], "zone"]],
-            "notes": st.notes, "seconds": round(st.seconds, 2),
+            "datacenter_mw": st.datacenter_mw, **h,
+            "deliverable_mw_n0": float(sum(x.deliverable_mw for x in st.limits)),
+            "deliverable_mw_n1": None, "binding": tables.binding(st),
+            "limits": tables.limit_rows(st).drop(columns=["step_mw"]).to_dict("records"),
+            "placements": list(st.placements),
+            "ladder": st.climb.table(su.day.labels).to_dict("records"),
+            "zones_oe417": [str(x) for x in z.loc[z["oe417"].astype(bool), "zone"]],
+            "verified": st.verified,
+            "verification": [{"interval": c.label, "result": c.describe(), "ok": c.ok,
+                              "max_loading_percent": c.screen.max_loading_percent, "min_vm_pu": c.vm_min_pu,
+                              "reserve_kept_mw": c.reserve_kept_mw, "losses_mw": c.losses_mw}
+                             for c in st.verification.checks],
+            "notes": list(st.notes), "seconds": round(st.seconds, 2),
         })
+    if study.sensitivity is not None:
+        out["sensitivity"] = study.sensitivity.to_dict("records")
     return out
 
 
@@ -82,101 +179,75 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GridflowError(f"cannot create {out}: {e.strerror}") from None
+    su = study.setup
 
-    def stack(attr):
-        frames = [getattr(st, attr).assign(step=st.datacenter_mw) for st in study.steps]
-        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return df[["step"] + [c for c in df.columns if c != "step"]] if len(df.columns) else df
+    def stack(fn, name="step"):
+        frames = [fn(st).assign(**{name: st.datacenter_mw}) for st in study.steps]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=[name])
+        df = pd.concat(frames, ignore_index=True)
+        return df[[name] + [c for c in df.columns if c != name]]
 
     written = []
     p = out / "summary.json"
-    p.write_text(json.dumps(summary_dict(study), indent=1, default=_json_default))
+    p.write_text(json.dumps(_clean(summary_dict(study)), indent=1, default=_json_default, allow_nan=False))
     written.append(p)
-    for name, attr in (("zones.csv", "zones"), ("schedule.csv", "schedule"), ("shed_by_bus.csv", "shed_by_bus"),
-                       ("bus_demand.csv", "bus_demand"), ("gen_dispatch.csv", "gen_dispatch")):
+    files = {
+        "zones.csv": stack(lambda st: tables.zone_rows(study, st)),
+        "ladder.csv": stack(lambda st: st.climb.table(su.day.labels)),
+        "schedule.csv": stack(lambda st: st.rotation.schedule),
+        "shed_by_bus.csv": stack(lambda st: st.verification.shed_by_bus),
+        "bus_demand.csv": stack(lambda st: st.verification.bus_demand),
+        "gen_dispatch.csv": stack(lambda st: st.verification.gen_dispatch),
+        "violations.csv": _concat([tables.violation_rows(st, su.day.label(su.peak)) for st in study.steps],
+                                  tables.VIOLATIONS_COLUMNS),
+        "limits.csv": _concat([tables.limit_rows(st) for st in study.steps]),
+        "pv_curve.csv": _concat([tables.pv_rows(st) for st in study.steps]),
+    }
+    if study.sensitivity is not None:
+        files["sensitivity.csv"] = study.sensitivity
+    if study.pv is not None:
+        files["pv_sweep.csv"] = study.pv
+    for name, df in files.items():
         p = out / name
-        stack(attr).to_csv(p, index=False)
+        df.to_csv(p, index=False)
         written.append(p)
     if plots:
-        written += _plots(study, out)
+        from gridflow.study.plots import write_plots
+
+        written += write_plots(study, out)
     return written
 
 
+def _concat(frames, columns=None) -> pd.DataFrame:
+    """Rows of every frame, columns in order (``columns``, else as they come); all-NaN columns survive."""
+    frames = [f for f in frames if len(f)]
+    cols = list(columns) if columns is not None else list(dict.fromkeys(c for f in frames for c in f.columns))
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True)
+    return df.reindex(columns=cols)
+
+
+def _clean(o):
+    """NaN and infinities as null (JSON has no NaN)."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    return o
+
+
 def _json_default(o):
-    if isinstance(o, (np.integer,)):
+    if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
+    if isinstance(o, np.floating):
+        return None if not np.isfinite(o) else float(o)
     if isinstance(o, np.bool_):
         return bool(o)
+    if isinstance(o, (frozenset, set, tuple)):
+        return list(o)
     raise TypeError(type(o).__name__)
-
-
-def _plots(study: StudyResult, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    steps = study.steps
-    # shed by zone, one bar group per step
-    zones = sorted({z for st in steps for z in st.zones.loc[st.zones["shed_mw"] > 0.5, "zone"]},
-                   key=lambda z: -max(st.zones.set_index("zone")["shed_mw"].get(z, 0) for st in steps))[:12]
-    fig, ax = plt.subplots(figsize=(10, 5))
-    width = 0.8 / max(len(steps), 1)
-    kinds = (("shed_flexible_mw", "datacenters: flexible", "#4c9be8"), ("shed_backup_mw", "datacenters: to backup",
-                                                                        "#f5a742"),
-             ("shed_firm_mw", "firm load (rolling blackouts)", "#d62728"))
-    for k, st in enumerate(steps):
-        z = st.zones.set_index("zone").reindex(zones).fillna(0.0)
-        x = np.arange(len(zones)) + k * width
-        bottom = np.zeros(len(zones))
-        for col, label, color in kinds:
-            ax.bar(x, z[col].to_numpy(), width * 0.95, bottom=bottom, color=color, label=label if k == 0 else None)
-            bottom += z[col].to_numpy()
-        for xi, b in zip(x, bottom, strict=True):
-            if b > 0:
-                ax.text(xi, b, f"{st.datacenter_mw / 1000:g} GW", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(np.arange(len(zones)) + 0.4 - width / 2, zones, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("load shed, MW")
-    ax.set_title(f"{study.case.name}: load shed by zone and kind, per datacenter step ({study.scenario.study.policy})")
-    if steps and zones:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(_save(fig, out / "shed_by_zone.png"))
-    # hours dark per block, last step with rotation
-    fig, ax = plt.subplots(figsize=(10, 4))
-    st = next((s for s in reversed(steps) if len(s.block_stats)), None)
-    if st is not None:
-        bs = st.block_stats.sort_values(["zone", "hours_dark"])
-        ax.bar(np.arange(len(bs)), bs["hours_dark"].to_numpy(), width=1.0)
-        ax.set_xlabel(f"block (load bus), grouped by zone — {len(bs)} blocks")
-        ax.set_title(f"hours dark per block, {st.datacenter_mw / 1000:g} GW of datacenters")
-    else:
-        ax.text(0.5, 0.5, "no rotating outages", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylabel("hours dark")
-    fig.tight_layout()
-    files.append(_save(fig, out / "hours_dark.png"))
-    # voltage profile before / after
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(np.sort(study.base_vm[np.isfinite(study.base_vm)]), label="base case", lw=1.5)
-    for s in steps:
-        if s.vm_after is not None:
-            v = s.vm_after[np.isfinite(s.vm_after)]
-            ax.plot(np.sort(v), label=f"{s.datacenter_mw / 1000:g} GW, after shed (interval 0)", lw=1)
-    ax.set_xlabel("buses, sorted by voltage")
-    ax.set_ylabel("|V|, pu")
-    ax.set_title("voltage profile before and after")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(_save(fig, out / "voltage_profile.png"))
-    return files
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -2,17 +2,24 @@
 
 A zone's sheddable load is split into *blocks* (in a study, its load buses stand
 in for distribution feeders). Time is cut into equal *intervals* of
-``interval_minutes`` (15 to 60 min). In every interval some blocks are *dark*
+``interval_minutes`` (10 to 60 min). In every interval some blocks are *dark*
 (their whole MW is shed; a block is never partly dark) so that the zone sheds at
 least its obligation for that interval.
+
+Cold-load pickup (optional, ``cold_load_pickup_percent`` = c): a block that
+comes back (dark in the interval before, lit now) draws ``(1 + c/100)`` times
+its MW in that interval, so the zone's *relief* in an interval is the MW of its
+dark blocks minus the pickup of the blocks it restores. Every statement about
+"shed" below is about that relief (with c = 0 they are the same).
 
 Units: MW for power, minutes for the interval length, hours for outage
 durations, and whole intervals for counts.
 
 Priorities, highest first
 -------------------------
-1. **The obligation.** In every interval the dark blocks shed at least the
-   obligation. Only when the blocks allowed to be dark cannot reach it does the
+1. **The obligation.** In every interval the relief (dark blocks' MW minus
+   the cold-load pickup of the blocks restored) is at least the obligation.
+   Only when the blocks allowed to be dark cannot reach it does the
    schedule fall short, and then every allowed block is dark and the difference
    is reported in ``shortfall_mw`` (never hidden).
 2. **The cap.** A block dark for ``cap = floor(max_hours_dark * 60 /
@@ -46,6 +53,11 @@ b. within a tier: lit longest first, then (among blocks dark right now) the
    run into the cap;
 c. then larger MW first, then input order.
 
+With cold-load pickup, a block dark in the interval before counts
+``(1 + c/100) x`` its MW toward the obligation (keeping it dark also avoids its
+pickup) and the obligation grows by the pickup of every block dark before: the
+same rule then covers the relief exactly.
+
 Whole tiers are taken, lowest first, while they do not cover the obligation.
 The obligation is then covered from the next tier alone, with the least
 overshoot the greedy can find: walk the tier in rank order and take each block
@@ -57,10 +69,11 @@ which is what keeps the overshoot small.
 
 Guarantees
 ----------
-* ``shed_mw >= obligation_mw`` in every interval unless ``shortfall_mw > 0``
-  there, and then every block allowed to be dark is dark.
-* ``overshoot_mw`` is 0 or smaller than the largest block dark in that
-  interval; blocks are never split.
+* ``relief_mw = shed_mw - pickup_mw >= obligation_mw`` in every interval unless
+  ``shortfall_mw > 0`` there, and then every block allowed to be dark is dark.
+* ``overshoot_mw`` (relief beyond the obligation) is 0 or smaller than the
+  largest block dark in that interval (times ``1 + c/100``); blocks are never
+  split.
 * No block is dark more than ``cap`` intervals in a row outside the flagged
   ``cap_violation`` entries (none at all with ``on_cap_conflict="shortfall"``);
   flags occur only when the blocks below the cap cannot meet the obligation.
@@ -95,7 +108,7 @@ from gridflow.errors import ScenarioError
 OE417_THRESHOLD_MW = 100.0
 """Load shed (MW) at or above which an event is reportable on DOE form OE-417."""
 
-MIN_INTERVAL_MINUTES = 15.0
+MIN_INTERVAL_MINUTES = 10.0
 MAX_INTERVAL_MINUTES = 60.0
 
 CapPolicy = Literal["extend", "shortfall"]
@@ -115,7 +128,7 @@ class Schedule:
     dark: np.ndarray  # (T, nblocks) bool
     shed_mw: np.ndarray  # (T,) MW shed (sum of dark blocks)
     shortfall_mw: np.ndarray  # (T,) MW of obligation not met, >= 0
-    overshoot_mw: np.ndarray  # (T,) MW shed beyond the obligation, >= 0
+    overshoot_mw: np.ndarray  # (T,) MW of relief beyond the obligation, >= 0
     cap_violation: np.ndarray  # (T, nblocks) bool: dark beyond the cap
     interval_minutes: float
     max_hours_dark: float
@@ -125,6 +138,13 @@ class Schedule:
     hours_dark: np.ndarray  # (nblocks,) h
     longest_outage_intervals: np.ndarray  # (nblocks,) int, longest run of dark intervals
     longest_outage_hours: np.ndarray  # (nblocks,) h
+    pickup_mw: np.ndarray | None = None  # (T,) cold-load pickup of the blocks restored in each interval, MW
+    cold_load_pickup_percent: float = 0.0
+
+    @property
+    def relief_mw(self) -> np.ndarray:
+        """(T,) MW: dark blocks' MW minus the cold-load pickup of the blocks restored."""
+        return self.shed_mw - (0.0 if self.pickup_mw is None else self.pickup_mw)
 
     @property
     def n_intervals(self) -> int:
@@ -193,6 +213,12 @@ def _check_cap(max_hours_dark, interval_minutes: float) -> int | None:
         return None
     # a tiny tolerance so that e.g. 0.5 h / 10 min is 3 intervals, not 2.9999
     return int(math.floor(h * 60.0 / interval_minutes + 1e-9))
+
+
+def _check_pickup(percent) -> float:
+    if isinstance(percent, bool) or not isinstance(percent, int | float | np.number) or not (0 <= percent <= 200):
+        raise ScenarioError(f"cold_load_pickup_percent must be a number from 0 to 200 (got {percent!r})")
+    return float(percent)
 
 
 def _mw_vector(values, name: str, *, positive: bool) -> np.ndarray:
@@ -295,6 +321,7 @@ def rotate(
     max_hours_dark: float = 2.0,
     block_ids: Sequence[Hashable] | None = None,
     on_cap_conflict: CapPolicy = "extend",
+    cold_load_pickup_percent: float = 0.0,
 ) -> Schedule:
     """Rolling-blackout schedule for ONE zone.
 
@@ -304,7 +331,7 @@ def rotate(
         What each block sheds when dark; every entry > 0.
     obligation_mw : (T,) array, MW
         What the zone must shed in each interval; >= 0.
-    interval_minutes : minutes, 15 to 60
+    interval_minutes : minutes, 10 to 60
         Length of one interval.
     max_hours_dark : hours
         Longest continuous outage of a block; at least one interval. The cap in
@@ -317,11 +344,13 @@ def rotate(
         obligation: the cap (``"extend"``, flagged in ``cap_violation``) or the
         obligation (``"shortfall"``, reported in ``shortfall_mw``). See the
         module docstring for the selection rule and its guarantees.
+    cold_load_pickup_percent : percent, >= 0
+        Extra load of a block in the interval it comes back (default 0: none).
 
     Raises
     ------
     ScenarioError
-        Negative, zero (blocks), NaN or infinite MW; an interval outside 15-60
+        Negative, zero (blocks), NaN or infinite MW; an interval outside 10-60
         minutes; ``max_hours_dark`` shorter than one interval; bad ``block_ids``
         or ``on_cap_conflict``.
     """
@@ -342,33 +371,41 @@ def rotate(
             dup = next(b for b in ids if ids.count(b) > 1)
             raise ScenarioError(f"block_ids: block {dup!r} appears more than once")
 
-    tol = 1e-9 * max(1.0, float(mw.sum()), float(need.max()) if T else 0.0)
+    clp = _check_pickup(cold_load_pickup_percent) / 100.0
+    tol = 1e-9 * max(1.0, float(mw.sum()) * (1 + clp), float(need.max()) if T else 0.0)
     dark = np.zeros((T, n), dtype=bool)
     violation = np.zeros((T, n), dtype=bool)
     count = np.zeros(n, dtype=np.int64)  # dark intervals so far
     run = np.zeros(n, dtype=np.int64)  # > 0: dark that many intervals in a row; < 0: lit that many
+    pickup = np.zeros(T)
     for t in range(T):
         capped = run >= cap if cap is not None else np.zeros(n, dtype=bool)
+        was_dark = run > 0
+        # cold-load pickup: keeping a block dark that was dark also avoids its pickup
+        eff = mw * np.where(was_dark, 1.0 + clp, 1.0)
+        need_t = need[t] + clp * float(mw[was_dark].sum()) if need[t] > tol else 0.0
         cand = np.flatnonzero(~capped)
         cand = cand[np.lexsort((-mw[cand], run[cand], count[cand]))]
-        chosen = _cover(cand, count[cand], mw, need[t], tol)
-        got = float(mw[chosen].sum())
-        if got < need[t] - tol and on_cap_conflict == "extend" and capped.any():
+        chosen = _cover(cand, count[cand], eff, need_t, tol)
+        got = float(eff[chosen].sum())
+        if got < need_t - tol and on_cap_conflict == "extend" and capped.any():
             # fewest dark intervals first (keeps the fairness guarantee), then shortest current outage
             over = np.flatnonzero(capped)
             over = over[np.lexsort((-mw[over], run[over], count[over]))]
             tier = count[over] * (T + 1) + run[over]
-            extra = _cover(over, tier, mw, need[t] - got, tol)
+            extra = _cover(over, tier, eff, need_t - got, tol)
             violation[t, extra] = True
             chosen.extend(extra)
         dark[t, chosen] = True
+        pickup[t] = clp * float(mw[was_dark & ~dark[t]].sum())
         count += dark[t]
         run = np.where(dark[t], np.maximum(run, 0) + 1, np.minimum(run, 0) - 1)
 
     shed = dark.astype(float) @ mw if n else np.zeros(T)
-    shortfall = np.maximum(need - shed, 0.0)
-    shortfall[shortfall <= tol] = 0.0
-    overshoot = np.maximum(shed - need, 0.0)
+    relief = shed - pickup
+    shortfall = np.maximum(need - relief, 0.0)
+    shortfall[(shortfall <= tol) | (need <= tol)] = 0.0  # zero obligation: nothing dark, nothing owed
+    overshoot = np.maximum(relief - need, 0.0)
     overshoot[overshoot <= tol] = 0.0
     hours_per = minutes / 60.0
     intervals_dark = dark.sum(axis=0).astype(np.int64)
@@ -390,6 +427,8 @@ def rotate(
         hours_dark=intervals_dark * hours_per,
         longest_outage_intervals=longest,
         longest_outage_hours=longest * hours_per,
+        pickup_mw=pickup,
+        cold_load_pickup_percent=clp * 100.0,
     )
 
 
@@ -434,6 +473,7 @@ def rotate_zones(
     interval_minutes: float = 60,
     max_hours_dark: float = 2.0,
     on_cap_conflict: CapPolicy = "extend",
+    cold_load_pickup_percent: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Rotate every zone with :func:`rotate`.
 
@@ -446,7 +486,7 @@ def rotate_zones(
         MW each zone must shed per interval. Zones with blocks but no
         obligation get zero; an obligation for a zone without blocks is an
         error. Interval labels are the DataFrame's index (0..T-1 for a dict).
-    interval_minutes, max_hours_dark, on_cap_conflict
+    interval_minutes, max_hours_dark, on_cap_conflict, cold_load_pickup_percent
         As for :func:`rotate`.
 
     Returns
@@ -459,7 +499,8 @@ def rotate_zones(
     zone_stats_df
         ``zone, obligation_mw_max, shed_mw_max, blocks, hours_dark_max, oe417`` (MW, MW, count,
         h, bool: shed >= 100 MW in some interval), then ``shortfall_mw_max, overshoot_mw_max,
-        longest_outage_hours_max, cap_violations``.
+        longest_outage_hours_max, cap_violations, minutes_dark_max, minutes_dark_mean, pickup_mw_max``
+        (MW, MW, h, count, min, min, MW; minutes dark per block over the schedule).
     """
     if not isinstance(blocks, pd.DataFrame):
         raise ScenarioError("blocks must be a DataFrame with columns zone, block, mw")
@@ -481,6 +522,7 @@ def rotate_zones(
             max_hours_dark=max_hours_dark,
             block_ids=_zone_ids(rows["block"], z),
             on_cap_conflict=on_cap_conflict,
+            cold_load_pickup_percent=cold_load_pickup_percent,
         )
         T, n = s.dark.shape
         sched_parts.append(
@@ -508,6 +550,9 @@ def rotate_zones(
                 "overshoot_mw_max": float(s.overshoot_mw.max()) if T else 0.0,
                 "longest_outage_hours_max": float(s.longest_outage_hours.max()) if n else 0.0,
                 "cap_violations": int(s.cap_violation.sum()),
+                "minutes_dark_max": float(s.hours_dark.max() * 60) if n else 0.0,
+                "minutes_dark_mean": float(s.hours_dark.mean() * 60) if n else 0.0,
+                "pickup_mw_max": float(s.pickup_mw.max()) if T else 0.0,
             }
         )
     sched_cols = ["interval", "block", "zone", "dark"]
@@ -515,6 +560,7 @@ def rotate_zones(
     zone_cols = [
         "zone", "obligation_mw_max", "shed_mw_max", "blocks", "hours_dark_max", "oe417",
         "shortfall_mw_max", "overshoot_mw_max", "longest_outage_hours_max", "cap_violations",
+        "minutes_dark_max", "minutes_dark_mean", "pickup_mw_max",
     ]  # fmt: skip
     schedule_df = (
         pd.concat(sched_parts, ignore_index=True)[sched_cols] if sched_parts else pd.DataFrame(columns=sched_cols)

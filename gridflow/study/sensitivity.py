@@ -26,7 +26,7 @@ Generation response (``response``):
 * ``gen_weights`` (ng,): explicit weights, >= 0, normalised over the online
   generators; they override ``response``.
 
-Validated in ``tests/test_allocation.py`` against finite differences of an
+Validated in ``tests/test_sensitivity.py`` against finite differences of an
 independent DC power flow (to 1e-9) and against AC power flows with 10 MW of load
 shed and the generators rescaled by the same weights.
 """

@@ -147,3 +147,106 @@ def _check_map_fits(df: pd.DataFrame, key: str, values: np.ndarray, case: Case, 
             k = int(np.flatnonzero(bad)[0])
             raise ScenarioError(f"zone map {name!r}{owner} does not fit {case.name}: area {int(keys[k])} has "
                                 f"{int(want[k])} buses in the map, {int(got[k])} in the case")
+
+
+#: shares given by the user must add up to 1 within this
+SHARE_SUM_TOL = 1e-3
+
+
+def shares_path(zone_map_name: str) -> Path:
+    """The prior-peak share table that goes with a zone map: ``<map>_shares.csv`` beside it."""
+    p = zone_map_path(zone_map_name)
+    return p.with_name(p.stem + "_shares.csv")
+
+
+def zone_shares(spec, zone_map_name: str | None, footprint_zones, *, case: Case | None = None,
+                zones: ZoneMap | None = None, resolve=None) -> pd.Series:
+    """Firm-shed share of every footprint zone (a Series zone -> share, summing to 1).
+
+    ``spec``: ``""`` = the zone map's prior-peak table (``<map>_shares.csv``, written by
+    ``cases/zones/make_zones.py``: each zone's base-case load, no datacenters; without a zone map,
+    the base case's load by zone); a CSV path with columns ``zone, share``; or a dict zone -> share.
+    Given shares must name only footprint zones, cover every one of them and add up to 1 (within
+    ``SHARE_SUM_TOL``). ``resolve`` turns a relative path into the scenario's.
+    """
+    fz = list(footprint_zones)
+    if isinstance(spec, str) and spec == "":
+        if zone_map_name is None:
+            load = pd.Series(case.bus.pd * case.base_mva).groupby(zones.zone).sum()
+            s = load.reindex(fz).fillna(0.0)
+            return s / s.sum()
+        path = shares_path(zone_map_name)
+        if not path.is_file():
+            raise ScenarioError(f"zone map {zone_map_name!r} has no prior-peak share table ({path.name}); "
+                                "give zone_shares = \"<CSV: zone, share>\"")
+        df = pd.read_csv(path, comment="#")
+        load = df.groupby("zone")["load_mw"].sum()
+        missing = [z for z in fz if z not in load.index]
+        if missing:
+            raise ScenarioError(f"{path}: no share for footprint zone {missing[0]!r}")
+        s = load.reindex(fz)
+        return s / s.sum()
+    if isinstance(spec, str):
+        path = resolve(spec) if resolve is not None else Path(spec)
+        where = str(path)
+        try:
+            df = pd.read_csv(path, comment="#")
+        except FileNotFoundError:
+            raise ScenarioError(f"zone_shares: no such file {path}") from None
+        except Exception as e:  # pandas raises many kinds for a bad CSV
+            raise ScenarioError(f"zone_shares {path}: not a readable CSV ({e})") from None
+        if not {"zone", "share"} <= set(df.columns):
+            got = ", ".join(map(str, df.columns))
+            raise ScenarioError(f"zone_shares {path}: needs columns zone, share (got {got})")
+        if df["zone"].duplicated().any():
+            raise ScenarioError(f"zone_shares {path}: zone {df['zone'][df['zone'].duplicated()].iloc[0]!r} twice")
+        vals = pd.to_numeric(df["share"], errors="coerce")
+        if vals.isna().any() or (vals < 0).any() or not np.isfinite(vals).all():
+            k = int(np.flatnonzero(vals.isna().to_numpy() | ~(vals.to_numpy() >= 0))[0])
+            raise ScenarioError(f"zone_shares {path}: share of {df['zone'].iloc[k]!r} is not a number >= 0 "
+                                f"({df['share'].iloc[k]!r})")
+        given = dict(zip(df["zone"].astype(str), vals.astype(float), strict=True))
+    else:
+        where = "zone_shares"
+        given = dict(spec)
+    unknown = [z for z in given if z not in fz]
+    if unknown:
+        raise ScenarioError(f"{where}: zone {unknown[0]!r} is not in the footprint ({', '.join(fz)})")
+    missing = [z for z in fz if z not in given]
+    if missing:
+        raise ScenarioError(f"{where}: no share for footprint zone {missing[0]!r}")
+    s = pd.Series(given, dtype=float).reindex(fz)
+    if abs(s.sum() - 1.0) > SHARE_SUM_TOL:
+        raise ScenarioError(f"{where}: the shares add up to {s.sum():.4f}, not 1")
+    return s / s.sum()
+
+
+#: shipped zone maps by case name
+SHIPPED = {"case_ACTIVSg25k": "activsg25k", "case_ACTIVSg2000": "activsg2000", "case_ACTIVSg10k": "activsg10k"}
+
+
+def default_zone_map(case: Case) -> str | None:
+    """The shipped zone map of a case (by its name), or None."""
+    name = Path(str(case.name)).stem
+    return SHIPPED.get(name)
+
+
+def candidate_buses(case: Case, zones: ZoneMap, *, zone: str | None = None, kv_min: float = 0.0,
+                    name: str | None = None) -> pd.DataFrame:
+    """Buses that could take a new large load: ``bus, name, kv, zone, rto, load_mw`` (MW of existing load),
+    highest kV first, then the largest load; filtered by zone, minimum kV and a text in the name
+    (case-insensitive). An unknown zone is a one-line ScenarioError."""
+    m = case.bus.base_kv >= kv_min
+    if zone is not None:
+        if not (zones.zone == zone).any():
+            known = sorted(set(zones.zone))
+            raise ScenarioError(f"unknown zone {zone!r} in {zones.source}; known: {', '.join(known[:12])}"
+                                + ("..." if len(known) > 12 else ""))
+        m &= zones.zone == zone
+    names = np.array([str(n).strip() for n in case.bus.name], dtype=object)
+    if name:
+        m &= np.array([name.lower() in n.lower() for n in names])
+    idx = np.flatnonzero(m)
+    df = pd.DataFrame({"bus": case.bus.number[idx], "name": names[idx], "kv": case.bus.base_kv[idx],
+                       "zone": zones.zone[idx], "rto": zones.rto[idx], "load_mw": case.bus.pd[idx] * case.base_mva})
+    return df.sort_values(["kv", "load_mw", "bus"], ascending=[False, False, True]).reset_index(drop=True)
