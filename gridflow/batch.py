@@ -151,10 +151,11 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
                      pg_mw=None, branch_out=None, gen_out=None, tol_mva: float = 1e-8, max_iter: int = 20,
                      branch_results: bool = False, threads: int | None = None, enforce_q_lims: bool = False,
                      distributed_slack: bool = False, participation=None, enforce_p_lims: bool = True,
-                q_release: bool = False,
-                     V0=None) -> BatchResult:
+                     q_release: bool = False, V0=None, q_held=None) -> BatchResult:
     """:func:`solve_batch` on a model; ``case`` (default: the model's) gives the default loads, the
-    dispatch and the generator limits, the model the topology."""
+    dispatch and the generator limits, the model the topology. ``q_held``: (mask, q pu) over the generators,
+    (ng,) or (T, ng): generators held at a Q limit from the start (e.g. the base solution's
+    ``extra["q_held"]``: a warm start's held set saves the rounds that would find it again)."""
     check_options(tol_mva=tol_mva, max_iter=max_iter)
     if case is None:
         case = model.case
@@ -184,10 +185,16 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
     V0 = np.asarray(V0, dtype=complex)
     if V0.shape not in ((case.nb,), (T, case.nb)) or not np.isfinite(V0).all():
         raise GridflowError(f"V0 must be ({case.nb},) or ({T}, {case.nb}) finite complex voltages")
-    V0 = with_setpoints(case, V0, roles.energized, roles.gen_on, roles.energized & ~roles.q_free)
+    controlled = roles.energized & ~roles.q_free
+    if q_held is not None and enforce_q_lims:  # held buses keep the start's voltage, not the setpoint
+        hm = np.broadcast_to(np.asarray(q_held[0], bool), (T, case.ng)) & roles.gen_on
+        controlled = controlled.copy()
+        for t in np.flatnonzero(hm.any(axis=1)):
+            controlled[t, case.gen.bus[hm[t]]] = False
+    V0 = with_setpoints(case, V0, roles.energized, roles.gen_on, controlled)
     r = model.run(V0, pd=Pd, qd=Qd, pg=Pg, qg=Qg, roles=roles, branch_out=branch_out, participation=wg,
-                  q_lims=enforce_q_lims, p_lims=enforce_p_lims, q_release=q_release, tol=tol_mva / case.base_mva,
-                  max_iter=max_iter,
+                  q_lims=enforce_q_lims, p_lims=enforce_p_lims, q_release=q_release, q_held=q_held,
+                  tol=tol_mva / case.base_mva, max_iter=max_iter,
                   threads=threads, case=case)
     base = case.base_mva
     live = r.roles.energized

@@ -33,7 +33,7 @@ import numpy as np
 from gridflow.jacobian import SLACK, _inv_abs, entry_values
 
 #: scenarios changing more rows than this take the plain chord
-MAX_ROWS = 48
+MAX_ROWS = 12
 #: K with a condition number above this is taken as singular
 _COND_MAX = 1e10
 #: unit right-hand sides solved at once when preparing, and the largest X kept: numbers (n x columns)
