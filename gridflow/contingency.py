@@ -232,6 +232,11 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
     base = solve_with_model(model, case, tol_mva=tol_mva, **opts)
     if not base.converged:
         raise GridflowError(f"the base case does not converge, so no contingency can be judged: {base.message}")
+    q_held = None
+    if enforce_q_lims:  # every contingency starts from the base case's held set (saves the rounds finding it)
+        mask = np.zeros(case.ng, bool)
+        mask[np.asarray(base.extra.get("q_held", []), np.int64)] = True
+        q_held = (mask, base.gen["q_mvar"].to_numpy() / case.base_mva)
     rate = rating_mva(case, rating)
     counts = rating_counts(case, rating)
     pre = _loading(case, base.branch["p_from_mw"].to_numpy(), base.branch["q_from_mvar"].to_numpy(),
@@ -247,7 +252,7 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
         part = outages[a:a + chunk]
         res = batch_with_model(model, case=case, branch_out=[o.branches for o in part], gen_out=[o.gens for o in part],
                                V0=base.V, tol_mva=tol_mva, max_iter=max_iter, branch_results=True, threads=1,
-                               **opts)
+                               q_held=q_held, **opts)
         roles = model.roles(len(part), branch_out=[o.branches for o in part], gen_out=[o.gens for o in part],
                             slack_ref=slack_ref)
         load = _loading(case, res.p_from_mw, res.q_from_mvar, res.p_to_mw, res.q_to_mvar, res.vm_pu, rating)

@@ -376,7 +376,11 @@ class PowerFlowModel(EngineState):
             qg = np.where(hm, np.broadcast_to(np.asarray(q_held[1], float), (T, case.ng)), qg)
             for t in np.flatnonzero(hm.any(axis=1)):
                 buses = np.unique(gen.bus[hm[t]])
+                # a bus that is a slack in this scenario (an island's own, or every slack bus without a distributed
+                # slack) keeps its voltage: never held
+                buses = buses[roles.p_free[t, buses]]
                 q_free[t, buses] = roles.energized[t, buses]
+                q_limited[t] &= np.isin(gen.bus, buses)
         wg = None
         if dist:
             wg = np.where(gen_on, np.maximum(np.asarray(participation, float), 0.0), 0.0)
