@@ -177,7 +177,7 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
             raise GridflowError("pg_mw has NaN or infinite values")
     Qg = np.repeat(case.gen.qg[None, :], T, axis=0)
     net = model.net
-    slack_ref = int(net.ref[0]) if distributed_slack else None
+    slack_ref = model.dist_ref if distributed_slack else None
     wg = np.repeat(participation_factors(case, participation)[None, :], T, axis=0) if distributed_slack else None
     roles = model.roles(T, branch_out=branch_out, gen_out=gen_out, slack_ref=slack_ref)
     if V0 is None:

@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from gridflow.case import Case
 from gridflow.errors import GridflowError
-from gridflow.linalg import SingularJacobian, factorized
+from gridflow.linalg import SingularJacobian
 from gridflow.model import PowerFlowModel
 from gridflow.outages import Outage, check_outages, single_branch_outages
 from gridflow.results import PowerFlowResult, loading_percent, rating_counts, rating_mva
@@ -52,10 +51,6 @@ log = logging.getLogger(__name__)
 #: time of chunks of 128), chunks run on the threads at once
 _CHUNK_CELLS = 1_000_000
 _CHUNK_MIN = 16
-#: DC screening chunk: outages per multi-right-hand-side solve
-_DC_CHUNK = 256
-#: 1 - PTDF_k(k) below this: the branch is a bridge (its outage splits an island)
-_BRIDGE_TOL = 1e-6
 
 #: the per-contingency table's first columns (names fixed: scripts read them)
 COLUMNS = ["contingency", "branch", "gen", "converged", "iterations", "max_loading_percent", "max_loading_branch",
@@ -242,11 +237,11 @@ def contingency_with_model(model: PowerFlowModel, outages=None, *, case: Case | 
     pre = _loading(case, base.branch["p_from_mw"].to_numpy(), base.branch["q_from_mvar"].to_numpy(),
                    base.branch["p_to_mw"].to_numpy(), base.branch["q_to_mvar"].to_numpy(),
                    base.bus["vm_pu"].to_numpy(), rating)
-    dc = dc_screen(case, model, outages, base.branch["p_from_mw"].to_numpy(), rate)
+    dc = dc_screen(case, model, outages, base.branch["p_from_mw"].to_numpy(), rate, base.gen["p_mw"].to_numpy())
     K = len(outages)
     chunk = max(_CHUNK_MIN, int(_CHUNK_CELLS // (case.nb + case.nl)))
     vmin_case, vmax_case = case.bus.vmin, case.bus.vmax
-    slack_ref = int(model.net.ref[0]) if distributed_slack else None
+    slack_ref = model.dist_ref if distributed_slack else None
 
     def run(a):
         part = outages[a:a + chunk]
@@ -363,64 +358,26 @@ def _violations(case, o, j, res, load, pre, rate, rating, vmin, vmax) -> list:
 # ------------------------------------------------------------------------------------------ DC screening
 
 
-def dc_screen(case: Case, model: PowerFlowModel, outages, flow_mw: np.ndarray, rate_mva: np.ndarray) -> np.ndarray:
+def dc_screen(case: Case, model: PowerFlowModel, outages, flow_mw: np.ndarray, rate_mva: np.ndarray,
+              pg_mw: np.ndarray | None = None) -> np.ndarray:
     """DC estimate of each contingency's largest post-contingency loading, percent (K,); NaN where there is
-    none (multi-element outages, islanding branches, unrated networks).
+    none (multi-element outages, islanding branches, unrated networks): :mod:`gridflow.dcflow`.
 
-    ``flow_mw`` (nl,): the base case's branch flows (MW, from end), to which the LODFs apply.
+    ``flow_mw`` (nl,): the base case's branch flows (MW, from end), to which the LODFs apply; ``pg_mw`` (ng,):
+    its generator outputs (generator outages; default the case's schedule).
     """
-    net = model.net
-    br = case.branch
-    nb, nl = case.nb, case.nl
-    on = net.branch_on
-    b = np.where(on, 1.0 / np.where(br.x != 0, br.x, 1e-6), 0.0) / br.tap
-    rows = np.r_[np.arange(nl), np.arange(nl)]
-    Cft = sp.csr_matrix((np.r_[np.ones(nl), -np.ones(nl)], (rows, np.r_[br.f, br.t])), shape=(nl, nb))
-    Bf = (sp.diags(b) @ Cft).tocsr()
-    Bbus = (Cft.T @ Bf).tocsc()
-    keep = net.energized.copy()
-    keep[net.ref] = False
-    idx = np.flatnonzero(keep)
+    from gridflow.dcflow import OutageFactors
+
     out = np.full(len(outages), np.nan)
-    if not len(idx) or not (rate_mva > 0).any():
+    if not (rate_mva > 0).any():
         return out
-    pos = np.full(nb, -1, np.int64)
-    pos[idx] = np.arange(len(idx))
-    try:
-        lu = factorized(Bbus[idx][:, idx])
-    except SingularJacobian:
-        return out
-    f0 = np.where(on, flow_mw, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_rate = np.where(rate_mva > 0, 100.0 / rate_mva, 0.0)
-    single_b = [(k, o.branches[0]) for k, o in enumerate(outages) if len(o.branches) == 1 and not o.gens]
-    single_g = [(k, o.gens[0]) for k, o in enumerate(outages) if len(o.gens) == 1 and not o.branches]
-    gen = case.gen
-    for items, kind in ((single_b, "branch"), (single_g, "gen")):
-        for a in range(0, len(items), _DC_CHUNK):
-            part = items[a:a + _DC_CHUNK]
-            rhs = np.zeros((len(idx), len(part)))
-            for c, (_, e) in enumerate(part):
-                if kind == "branch":
-                    if pos[br.f[e]] >= 0:
-                        rhs[pos[br.f[e]], c] += 1.0
-                    if pos[br.t[e]] >= 0:
-                        rhs[pos[br.t[e]], c] -= 1.0
-                elif pos[gen.bus[e]] >= 0 and net.gen_on[e]:
-                    rhs[pos[gen.bus[e]], c] -= gen.pg[e] * case.base_mva  # lost MW, taken up at the slack
-            theta = np.zeros((nb, len(part)))
-            theta[idx] = lu.solve(rhs)
-            dflow = Bf @ theta  # (nl, chunk): MW per MW (branch) or MW (gen)
-            for c, (k, e) in enumerate(part):
-                if kind == "branch":
-                    if not on[e]:
-                        continue
-                    denom = 1.0 - dflow[e, c]
-                    if abs(denom) < _BRIDGE_TOL:
-                        continue  # a bridge: the DC model has no answer; the AC solve reports the island
-                    post = f0 + dflow[:, c] / denom * f0[e]
-                    post[e] = 0.0
-                else:
-                    post = f0 + dflow[:, c]
-                out[k] = float(np.max(np.abs(post) * inv_rate))
+    try:
+        of = OutageFactors(case, model.net)
+    except SingularJacobian:
+        return out
+    pg = case.gen.pg * case.base_mva if pg_mw is None else pg_mw
+    for k, post in of.post_flows(outages, flow_mw, pg):
+        out[k] = float(np.max(np.abs(post[0]) * inv_rate))
     return out

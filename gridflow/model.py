@@ -54,7 +54,7 @@ from gridflow.errors import GridflowError
 from gridflow.jacobian import JacobianPattern, jacobian_pattern, ybus_diagonal
 from gridflow.network import Network, make_network
 from gridflow.newton import CONVERGED, REASONS, newton
-from gridflow.topology import Roles, bridges, scenario_roles
+from gridflow.topology import Roles, bridges, distributed_reference, scenario_roles
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,7 @@ class PowerFlowModel(EngineState):
         self.key = topology_key(case)
         super().__init__(self.net.Ybus, backend=backend, solver=solver, threads=threads)
         self._bridges = None
+        self._dist_ref = None
         self._terms = None
 
     # ---------------------------------------------------------------- topology data, built on demand
@@ -283,6 +284,13 @@ class PowerFlowModel(EngineState):
         if self._bridges is None:
             self._bridges = bridges(self.case, self.net)
         return self._bridges
+
+    @property
+    def dist_ref(self) -> int:
+        """The distributed slack's angle reference bus (:func:`gridflow.topology.distributed_reference`)."""
+        if self._dist_ref is None:
+            self._dist_ref = distributed_reference(self.case, self.net, self.bridges)
+        return self._dist_ref
 
     @property
     def branch_terms(self) -> BranchTerms:
@@ -443,7 +451,8 @@ class PowerFlowModel(EngineState):
             if dist and p_lims and len(ok):
                 again |= _hold_p_limits(case, ok, wg, pg, slack, p_limited)
             if q_lims and len(ok):
-                held = _hold_q_limits(case, self.Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist)
+                held = _hold_q_limits(case, self._injections(V, ok, out_t, out_k), ok, V, qd, qg, roles, q_free,
+                                      q_limited)
                 again |= held
                 if q_release:
                     calm = ok[~held[ok] & (releases[ok] < MAX_RELEASES)]
@@ -458,11 +467,37 @@ class PowerFlowModel(EngineState):
         else:
             conv[todo] = False
             reason[todo] = f"generator limits still changing after {_LIMIT_ROUNDS} rounds"
+        ref0 = int(self.net.ref[0])
+        if dist and roles.slack_ref != ref0:
+            # the angle was held at another bus (model.dist_ref): the case's slack bus gets the start's angle back
+            # wherever it shares the reference's island, as if it had been the reference
+            V0a = np.broadcast_to(np.asarray(V0, dtype=complex), V.shape)
+            main = _island_of(self.net, roles, roles.slack_ref)
+            for t in np.flatnonzero(main[:, ref0] & (np.abs(V[:, ref0]) > 0)):
+                V[t, main[t]] *= np.exp(1j * (np.angle(V0a[t, ref0]) - np.angle(V[t, ref0])))
         final = Roles(roles.energized, p_free, q_free, gen_on, roles.slack_ref, roles.new_slack, roles.main)
-        pg_out, qg_out = _gen_outputs(case, self.Ybus, V, pd, qd, pg, qg, wg, slack, final, q_limited)
+        Sinj = self._injections(V, np.arange(T), out_t, out_k)
+        pg_out, qg_out = _gen_outputs(case, Sinj, pd, qd, pg, qg, wg, slack, final, q_limited)
         return Solved(V=V, pg=pg_out, qg=qg_out, slack=slack, converged=conv, iterations=iters, chord_steps=chords,
                       max_mismatch=norm, worst_bus=worst, reason=reason, p_limited=p_limited, q_limited=q_limited,
                       roles=final)
+
+    def _injections(self, V, rows, out_t, out_k) -> np.ndarray:
+        """Bus injections ``S = V conj(Ybus V)`` (len(rows), nb), pu, of the scenarios ``rows`` with each
+        scenario's branch outages (``out_t``, ``out_k`` from :func:`_pairs`) taken out of its Ybus."""
+        rows = np.asarray(rows, np.int64)
+        Vr = V[rows]
+        Ibus = np.asarray((self.Ybus @ Vr.T).T)
+        if len(out_t) and len(rows):
+            loc = np.full(len(V), -1, np.int64)
+            loc[rows] = np.arange(len(rows))
+            sel = loc[out_t] >= 0
+            j, k = loc[out_t[sel]], out_k[sel]
+            tm = self.branch_terms
+            f, t = tm.f[k], tm.t[k]
+            np.subtract.at(Ibus, (j, f), tm.Yff[k] * Vr[j, f] + tm.Yft[k] * Vr[j, t])
+            np.subtract.at(Ibus, (j, t), tm.Ytf[k] * Vr[j, f] + tm.Ytt[k] * Vr[j, t])
+        return Vr * np.conj(Ibus)
 
     def _formulation(self, roles: Roles, dist: bool, q_pool=None):
         """Pattern covering every scenario's free equations (and the Q rows of ``q_pool`` (nb,), pinned where
@@ -517,16 +552,19 @@ def _hold_p_limits(case, ok, wg, pg, slack, p_limited) -> np.ndarray:
     return again
 
 
-def _hold_q_limits(case, Ybus, ok, V, qd, qg, roles, q_free, q_limited, dist) -> np.ndarray:
-    """PYPOWER's Q-limit rule (see the module docstring); True where re-solved."""
+def _hold_q_limits(case, Sinj, ok, V, qd, qg, roles, q_free, q_limited) -> np.ndarray:
+    """PYPOWER's Q-limit rule (see the module docstring) on the scenarios ``ok`` (their bus injections
+    ``Sinj`` (len(ok), nb)); True where re-solved."""
     gen = case.gen
     again = np.zeros(len(V), bool)
-    for t in ok:
+    for i, t in enumerate(ok):
         on = roles.gen_on[t]
-        q = _gen_q(case, Ybus, V[t], qd[t], on, qg[t], q_limited[t])
+        q = _gen_q(case, Sinj[i], qd[t], on, qg[t], q_limited[t])
         controlled = roles.energized[t] & ~q_free[t]
-        if not dist:  # single slack buses keep their voltage whatever their Q (as before; documented)
-            controlled[~roles.p_free[t]] = False
+        # a bus whose P is pinned is a slack (every slack bus without a distributed slack; an island's own with
+        # one): it keeps its voltage whatever its Q (documented); holding it would leave its island without
+        # a voltage reference (a lone generator cut off by its step-up transformer: a singular Jacobian)
+        controlled[~roles.p_free[t]] = False
         cand = on & controlled[gen.bus] & ~q_limited[t]
         over = cand & (q > gen.qmax + _LIMIT_TOL)
         under = cand & (q < gen.qmin - _LIMIT_TOL)
@@ -573,28 +611,29 @@ def _release_q_limits(case, rows, V, qg, q_free, q_limited) -> np.ndarray:
     return again
 
 
-def _gen_outputs(case, Ybus, V, pd, qd, pg, qg, wg, slack, roles: Roles, q_limited):
-    """Generator P and Q (T, ng), pu, as MATPOWER's ``pfsoln`` assigns them, with the distributed slack."""
+def _gen_outputs(case, S, pd, qd, pg, qg, wg, slack, roles: Roles, q_limited):
+    """Generator P and Q (T, ng), pu, as MATPOWER's ``pfsoln`` assigns them, with the distributed slack;
+    ``S`` (T, nb): the solved bus injections (:meth:`PowerFlowModel._injections`)."""
     gen = case.gen
-    T = len(V)
+    T = len(S)
     P = np.zeros((T, case.ng))
     Q = np.zeros((T, case.ng))
     for t in range(T):
         on = roles.gen_on[t]
-        Sinj = V[t] * np.conj(Ybus @ V[t])
+        Sinj = S[t]
         # buses whose Q is an unknown of the generators: voltage-controlled ones (Q pinned)
         held = ~roles.q_free[t] & roles.energized[t]
-        q = _gen_q(case, Ybus, V[t], qd[t], on, qg[t], q_limited[t], Sinj=Sinj)
+        q = _gen_q(case, Sinj, qd[t], on, qg[t], q_limited[t])
         Q[t] = np.where(on, np.where(held[gen.bus] | q_limited[t], q, qg[t]), 0.0)
         p = np.where(on, pg[t], 0.0)
         if wg is not None and wg[t].sum() > 0:
             p = p + wg[t] / wg[t].sum() * slack[t]
-        else:
-            # single slack buses: the first generator at each takes the bus's P balance
-            for r in np.flatnonzero(roles.energized[t] & ~roles.p_free[t]):
-                at = np.flatnonzero(on & (gen.bus == r))
-                if len(at):
-                    p[at[0]] = Sinj[r].real + pd[t, r] - p[at[1:]].sum()
+        # single slack buses (every slack without a distributed slack; with one, the slacks of the other
+        # islands): the first generator at each takes the bus's P balance
+        for r in np.flatnonzero(roles.energized[t] & ~roles.p_free[t]):
+            at = np.flatnonzero(on & (gen.bus == r))
+            if len(at):
+                p[at[0]] = Sinj[r].real + pd[t, r] - p[at[1:]].sum()
         P[t] = p
     return P, Q
 
@@ -642,13 +681,11 @@ def _sbus(case: Case, roles: Roles, pd, qd, pg, qg):
     return np.where(roles.energized, S, 0.0)
 
 
-def _gen_q(case: Case, Ybus, V, qd, on, qg, fixed, Sinj=None):
-    """Generator Q (ng,), pu, MATPOWER's rule: a bus's Q shared in proportion to the generators' Q
-    ranges (equally where the ranges are zero); generators with ``fixed`` keep ``qg`` and the rest share
-    what remains."""
+def _gen_q(case: Case, Sinj, qd, on, qg, fixed):
+    """Generator Q (ng,), pu, MATPOWER's rule: a bus's Q (from the bus injections ``Sinj`` (nb,)) shared in
+    proportion to the generators' Q ranges (equally where the ranges are zero); generators with ``fixed``
+    keep ``qg`` and the rest share what remains."""
     gen = case.gen
-    if Sinj is None:
-        Sinj = V * np.conj(Ybus @ V)
     nb = case.nb
     Qg = np.zeros(case.ng)
     share = on & ~fixed

@@ -143,7 +143,7 @@ def solve_with_model(model: PowerFlowModel, case: Case, *, init: str = "auto", t
         model.check_same_topology(case)
     net = model.net
     base = case.base_mva
-    slack_ref = int(net.ref[0]) if distributed_slack else None
+    slack_ref = model.dist_ref if distributed_slack else None
     wg = participation_factors(case, participation)[None, :] if distributed_slack else None
     roles = model.roles(1, slack_ref=slack_ref)
     controlled = roles.energized & ~roles.q_free

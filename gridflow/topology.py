@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from gridflow.case import PV, REF, Case
 from gridflow.network import Network
@@ -137,6 +137,30 @@ def bridges(case: Case, net: Network) -> np.ndarray:
                     if low[u] > disc[p]:
                         is_bridge[pe] = True
     return is_bridge
+
+
+def distributed_reference(case: Case, net: Network, bridge: np.ndarray) -> int:
+    """The distributed slack's angle reference bus: the case's first slack bus, unless a single branch
+    outage can cut it off from the bulk of its island (a generator behind its step-up transformer); then
+    the bus nearest to it (fewest branches away) in its island's largest 2-edge-connected part (the buses no
+    single outage separates). With a distributed slack the reference only fixes the angle (its P is an
+    equation), so any bus can hold it; this one stays with the bulk after every single outage.
+    """
+    ref = int(net.ref[0])
+    nb = case.nb
+    br = case.branch
+    core = net.branch_on & ~bridge
+    adj = sp.coo_matrix((np.ones(int(core.sum())), (br.f[core], br.t[core])), shape=(nb, nb))
+    _, label = connected_components(adj, directed=False)
+    mine = net.energized & (net.island == net.island[ref])
+    sizes = np.bincount(label[mine], minlength=label.max() + 1)
+    big = int(np.argmax(sizes))
+    if label[ref] == big or sizes[label[ref]] == sizes[big]:
+        return ref
+    on = net.branch_on
+    full = sp.coo_matrix((np.ones(int(on.sum())), (br.f[on], br.t[on])), shape=(nb, nb)).tocsr()
+    order = breadth_first_order(full + full.T, ref, directed=True, return_predecessors=False)
+    return int(next(b for b in order if label[b] == big))
 
 
 def scenario_roles(case: Case, net: Network, T: int, *, branch_out=None, gen_out=None, slack_ref: int | None = None,
