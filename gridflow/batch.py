@@ -203,7 +203,8 @@ def batch_with_model(model: PowerFlowModel, p_mw=None, q_mvar=None, *, case: Cas
                converged=r.converged, iterations=r.iterations, chord_steps=r.chord_steps,
                max_mismatch_mva=r.max_mismatch * base, backend=model.backend.name, bus=case.bus.number,
                reason=r.reason, gen_p_mw=r.pg * base, gen_q_mvar=r.qg * base, slack_mw=r.slack * base,
-               dead_buses=dead_bus_count(case, net) + (net.energized & ~live).sum(axis=1))
+               dead_buses=dead_bus_count(case, net) + (net.energized & ~live).sum(axis=1),
+               q_limited=r.q_limited if enforce_q_lims else None)
     if branch_results:
         out.update(_branch_batch(case, net, V, branch_out))
     return BatchResult(**out)

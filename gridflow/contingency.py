@@ -361,7 +361,8 @@ def _violations(case, o, j, res, load, pre, rate, rating, vmin, vmax) -> list:
 def dc_screen(case: Case, model: PowerFlowModel, outages, flow_mw: np.ndarray, rate_mva: np.ndarray,
               pg_mw: np.ndarray | None = None) -> np.ndarray:
     """DC estimate of each contingency's largest post-contingency loading, percent (K,); NaN where there is
-    none (multi-element outages, islanding branches, unrated networks): :mod:`gridflow.dcflow`.
+    none (multi-element outages, unrated networks): :mod:`gridflow.dcflow` (the slack buses take up what an
+    outage frees or loses).
 
     ``flow_mw`` (nl,): the base case's branch flows (MW, from end), to which the LODFs apply; ``pg_mw`` (ng,):
     its generator outputs (generator outages; default the case's schedule).
@@ -374,7 +375,7 @@ def dc_screen(case: Case, model: PowerFlowModel, outages, flow_mw: np.ndarray, r
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_rate = np.where(rate_mva > 0, 100.0 / rate_mva, 0.0)
     try:
-        of = OutageFactors(case, model.net)
+        of = OutageFactors(case, model.net, model.bridges)
     except SingularJacobian:
         return out
     pg = case.gen.pg * case.base_mva if pg_mw is None else pg_mw

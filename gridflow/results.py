@@ -101,6 +101,9 @@ class BatchResult:
         voltage-controlling generator).
     loading_percent, p_from_mw, q_from_mvar, p_to_mw, q_to_mvar : float64 (T, nl) or None
         Branch results, when asked for (``branch_results=True``); 0 flow on branches out of service.
+    q_limited : bool (T, ng) or None
+        Generators held at a Q limit in each scenario (with ``enforce_q_lims``): with ``gen_q_mvar``, the
+        ``q_held`` that warm-starts a later batch from these solutions.
     """
 
     vm_pu: np.ndarray
@@ -121,6 +124,7 @@ class BatchResult:
     q_from_mvar: np.ndarray | None = None
     p_to_mw: np.ndarray | None = None
     q_to_mvar: np.ndarray | None = None
+    q_limited: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def n_failed(self) -> int:

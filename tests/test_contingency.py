@@ -171,7 +171,79 @@ def test_bridges_split_the_network_and_are_reported(ca200):
     t = ca200.table
     isl = t[t["islanded_buses"] > 0]
     assert len(isl) > 0 and isl["converged"].all()
-    assert isl["dc_max_loading_percent"].isna().all()  # DC has no answer for a bridge
+    assert isl["dc_max_loading_percent"].notna().all()  # the part cut off stops exchanging its flow
+
+
+def _explicit_dc(case, model, f0, pg, outage, w=None):
+    """Post-contingency DC flows solved outright: the base flows' implied injections P = Cft^T f0, the outaged
+    element removed (a generator's MW, or every bus of the part a bridge cuts off), the MW lost or freed taken
+    up by the slack buses or by the participants ``w`` left in service, the DC network without the branch
+    solved again; returns the flow change added to f0 (branches cut off: 0)."""
+    from scipy.sparse.csgraph import connected_components
+
+    br, g = case.branch, case.gen
+    nb, nl = case.nb, case.nl
+    on = model.net.branch_on.copy()
+    b = np.where(on, 1 / br.x, 0.0) / br.tap
+    Cft = np.zeros((nl, nb))
+    Cft[np.arange(nl), br.f] = 1
+    Cft[np.arange(nl), br.t] = -1
+    P = Cft.T @ f0
+    cut = np.zeros(nb, bool)
+    lost_gen = np.zeros(case.ng, bool)
+    P1 = P.copy()
+    if outage.gens:
+        e = outage.gens[0]
+        P1[g.bus[e]] -= pg[e]
+        lost_gen[e] = True
+    else:
+        k = outage.branches[0]
+        on[k] = False
+        adj = np.zeros((nb, nb))
+        adj[br.f[on], br.t[on]] = 1
+        _, lab = connected_components(adj, directed=False)
+        cut = lab != lab[model.net.ref[0]]
+        P1[cut] = 0.0
+        lost_gen = np.isin(g.bus, np.flatnonzero(cut))
+    gap = P1[~cut].sum()  # what the rest must take up (lossless DC: injections sum to 0)
+    if w is not None:
+        ww = np.where(model.net.gen_on & ~lost_gen, w, 0.0)
+        P1 -= np.bincount(g.bus, ww / ww.sum(), minlength=nb) * gap
+    bk = np.where(on, b, 0.0)
+    keep = np.flatnonzero(~cut & ~np.isin(np.arange(nb), model.net.ref))
+    B1 = Cft.T @ (bk[:, None] * Cft)
+    th1 = np.zeros(nb)
+    th1[keep] = np.linalg.solve(B1[np.ix_(keep, keep)], P1[keep])
+    B0 = Cft.T @ (b[:, None] * Cft)
+    keep0 = np.setdiff1d(np.arange(nb), model.net.ref)
+    th0 = np.zeros(nb)
+    th0[keep0] = np.linalg.solve(B0[np.ix_(keep0, keep0)], P[keep0])
+    post = f0 + bk * (Cft @ th1) - b * (Cft @ th0)
+    post[~on] = 0.0
+    post[cut[br.f] | cut[br.t]] = 0.0
+    return post
+
+
+@pytest.mark.parametrize("dist", [False, True])
+def test_dc_estimates_of_bridges_and_generators_equal_explicit_dc_flows(case200, dist):
+    """Bridge outages (the part cut off stops exchanging its flow) and generator outages, with the MW taken up
+    at the slack or by participants (the ones lost with the outage excluded): the estimate equals the DC
+    network solved outright without the element, to 1e-6 MW."""
+    from gridflow.dcflow import OutageFactors
+    from gridflow.outages import gen_label
+
+    model = PowerFlowModel(case200)
+    base = gridflow.solve(case200)
+    f0 = base.branch["p_from_mw"].to_numpy()
+    pg = base.gen["p_mw"].to_numpy()
+    outs = [o for o in single_branch_outages(case200) if model.bridges[o.branches[0]]][:15]
+    outs += [Outage(gen_label(case200, g), gens=(int(g),)) for g in np.flatnonzero(case200.gen.status)[:10]]
+    w = case200.gen.pmax * case200.base_mva if dist else None
+    of = OutageFactors(case200, model.net)
+    got = dict(of.post_flows(outs, f0, pg, participation=w))
+    assert len(got) == len(outs)
+    for k, o in enumerate(outs):
+        np.testing.assert_allclose(got[k][0], _explicit_dc(case200, model, f0, pg, o, w), atol=1e-6, err_msg=o.label)
 
 
 def test_emergency_rating_falls_back_to_rate_a(case200):

@@ -39,7 +39,8 @@ WINTER = {"case": {"source": "case_ACTIVSg2000", "zones": "activsg2000"},
           "datacenter": [{"name": "Houston", "zone": "Coast", "mw": 1000, "flexible_share": 0.2, "backup_share": 0.3}],
           "study": {"footprint": "ERCOT", "load_shape": "winter-peak", "hours": [5, 11], "reserve_mw": 2000,
                     "unavailable_mw": 12000, "demand_response_mw": 300, "voltage_reduction_percent": 1.0,
-                    "max_curtail_hours": 24, "backup_max_hours": 24, "max_hours_dark": 1, "block_mw": 10}}
+                    "max_curtail_hours": 24, "backup_max_hours": 24, "max_hours_dark": 1, "block_mw": 10,
+                    "contingencies": "none"}}
 
 
 LOSS_TOL = 50.0  # MW: the study re-estimates the overhead when the verified one is further off (LOSS_TOL_MW)
@@ -65,7 +66,7 @@ def test_default_scenario_is_the_shipped_toml():
     sc = default_scenario()
     assert sc.source == "case_ACTIVSg25k" and sc.zones == "activsg25k" and sc.study.footprint == "PJM"
     assert sc.datacenters[0].name == "Northern Virginia" and sc.datacenters[0].buses  # explicit buses first
-    assert sc.study.q_limits and sc.study.contingencies == "none" and sc.study.load_shape == "summer-peak"
+    assert sc.study.q_limits and sc.study.contingencies == "auto" and sc.study.load_shape == "summer-peak"
 
 
 def test_template_has_every_key_with_its_default_and_parses():
@@ -82,9 +83,11 @@ def test_template_has_every_key_with_its_default_and_parses():
 @pytest.mark.parametrize("patch, msg", [
     ({"policy": "network"}, "the 'network' policy was removed"),
     ({"policy": "lottery"}, "unknown policy 'lottery'"),
-    ({"contingencies": "auto"}, "N-1 needs the contingency engine"),
-    ({"contingencies": "contab.m"}, "N-1 needs the contingency engine"),
-    ({"hosting_map": True}, "needs the contingency engine"),
+    ({"contingencies": "auto"}, None),
+    ({"contingencies": "contab.m"}, None),  # read (and checked) when the study runs
+    ({"contingencies": 1}, "contingencies must be"),
+    ({"hosting_map": True}, None),
+    ({"hosting_buses": [1, "x"]}, "hosting_buses must be a list of bus numbers"),
     ({"interval_minutes": 7}, "interval_minutes must be a whole number of minutes from 10 to 60"),
     ({"interval_minutes": 45}, "divides"),
     ({"hours": [20, 10]}, r"hours \[20, 10\) must lie within the day"),
@@ -482,18 +485,19 @@ def test_winter_every_interval_verified_and_files(winter):
         assert k in s["steps"][0]
 
 
-def test_winter_solutions_resolved_independently_in_pypower(winter):
-    """Every verified interval re-solved by PYPOWER's own Newton (makeYbus, makeSbus, newtonpf) from a flat
-    start, with the generators gridflow held at a Q limit as PQ buses at that Q and the others at their
-    setpoints: the same voltages to 1e-4 pu, and every generator within its P and Q limits (the held ones at a
-    limit) in PYPOWER's solution."""
+def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=()):
+    """``case`` (its loads) re-solved by PYPOWER's own Newton (makeYbus, makeSbus, newtonpf) from a flat start,
+    generators at ``pg_mw``, those gridflow held at a Q limit (``held``, bool (ng,)) as PQ buses at ``qg_mvar``,
+    the others at their setpoints; ``branch_out``: branch rows out of service. Returns (converged, V (nb,),
+    Ybus, internal ppc)."""
     import contextlib
     import io
     import warnings
 
     from pypower.bustypes import bustypes
     from pypower.ext2int import ext2int
-    from pypower.idx_bus import BUS_TYPE, PD, PQ, QD, VA, VM
+    from pypower.idx_brch import BR_STATUS
+    from pypower.idx_bus import BUS_TYPE, PQ, VA, VM
     from pypower.idx_gen import GEN_BUS, GEN_STATUS, QG, VG
     from pypower.makeSbus import makeSbus
     from pypower.makeYbus import makeYbus
@@ -501,6 +505,34 @@ def test_winter_solutions_resolved_independently_in_pypower(winter):
     from pypower.ppoption import ppoption
 
     from gridflow.validate import to_ppc
+
+    g, base = case.gen, case.base_mva
+    ppc = to_ppc(case.replace(gen={"pg": np.asarray(pg_mw) / base}))
+    ppc["branch"][list(branch_out), BR_STATUS] = 0
+    held_bus = np.unique(g.bus[held])
+    ppc["bus"][held_bus, BUS_TYPE] = PQ
+    ppc["bus"][:, VM], ppc["bus"][:, VA] = 1.0, 0.0
+    at = np.isin(g.bus, held_bus) & g.status
+    ppc["gen"][at, QG] = np.asarray(qg_mvar)[at]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        ppi = ext2int(ppc)
+        Ybus, _, _ = makeYbus(ppi["baseMVA"], ppi["bus"], ppi["branch"])
+        ref, pv, pq = bustypes(ppi["bus"], ppi["gen"])
+        on = ppi["gen"][:, GEN_STATUS] > 0
+        V0 = ppi["bus"][:, VM] * np.exp(1j * np.deg2rad(ppi["bus"][:, VA]))
+        gb = ppi["gen"][on, GEN_BUS].astype(int)
+        V0[gb] = ppi["gen"][on, VG] * V0[gb] / np.abs(V0[gb])
+        Sbus = makeSbus(ppi["baseMVA"], ppi["bus"], ppi["gen"])
+        V, ok, _ = newtonpf(Ybus, Sbus, V0, ref, pv, pq, ppoption(VERBOSE=0, PF_TOL=1e-10, PF_MAX_IT=30))
+    # the rows of ext2int follow the case's bus order here (consecutive numbering is kept in the same order)
+    return bool(ok), V, Ybus, ppi
+
+
+def test_winter_solutions_resolved_independently_in_pypower(winter):
+    """Every verified interval re-solved by PYPOWER (:func:`_pypower_resolve`): the same voltages to 1e-4 pu,
+    and every generator within its P and Q limits (the held ones at a limit) in PYPOWER's solution."""
+    from pypower.idx_bus import PD, QD
 
     res, out, _ = winter
     su = res.setup
@@ -514,30 +546,10 @@ def test_winter_solutions_resolved_independently_in_pypower(winter):
         d = demand[demand["interval"] == lab].set_index("bus")
         pg = disp[disp["interval"] == lab]["p_mw"].to_numpy()
         qg = disp[disp["interval"] == lab]["q_mvar"].to_numpy()
-        ppc = to_ppc(case.replace(bus={"pd": d["p_mw"].reindex(case.bus.number).fillna(0).to_numpy() / base,
-                                       "qd": d["q_mvar"].reindex(case.bus.number).fillna(0).to_numpy() / base},
-                                  gen={"pg": pg / base}))
-        # gridflow's held generators: PQ at the Q it reports; a bus is PQ when any generator there is held
-        held = pt.q_held.held
-        held_bus = np.unique(g.bus[held])
-        ppc["bus"][held_bus, BUS_TYPE] = PQ
-        ppc["bus"][:, VM], ppc["bus"][:, VA] = 1.0, 0.0
-        gen = ppc["gen"]
-        at = np.isin(g.bus, held_bus) & g.status
-        gen[at, QG] = qg[at]
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            ppi = ext2int(ppc)
-            Ybus, _, _ = makeYbus(ppi["baseMVA"], ppi["bus"], ppi["branch"])
-            ref, pv, pq = bustypes(ppi["bus"], ppi["gen"])
-            on = ppi["gen"][:, GEN_STATUS] > 0
-            V0 = ppi["bus"][:, VM] * np.exp(1j * np.deg2rad(ppi["bus"][:, VA]))
-            gb = ppi["gen"][on, GEN_BUS].astype(int)
-            V0[gb] = ppi["gen"][on, VG] * V0[gb] / np.abs(V0[gb])
-            Sbus = makeSbus(ppi["baseMVA"], ppi["bus"], ppi["gen"])
-            V, ok, _ = newtonpf(Ybus, Sbus, V0, ref, pv, pq, ppoption(VERBOSE=0, PF_TOL=1e-10, PF_MAX_IT=30))
+        served = case.replace(bus={"pd": d["p_mw"].reindex(case.bus.number).fillna(0).to_numpy() / base,
+                                   "qd": d["q_mvar"].reindex(case.bus.number).fillna(0).to_numpy() / base})
+        ok, V, Ybus, ppi = _pypower_resolve(served, pg, qg, pt.q_held.held)
         assert ok, lab
-        # the rows of ext2int follow the case's bus order here (consecutive numbering is kept in the same order)
         np.testing.assert_allclose(np.abs(V), np.abs(pt.V), atol=1e-4, err_msg=lab)
         # generator outputs in PYPOWER's solution: Q from the bus injection, shared as gridflow (and MATPOWER) do
         Sinj = V * np.conj(Ybus @ V)
@@ -553,6 +565,68 @@ def test_winter_solutions_resolved_independently_in_pypower(winter):
             assert g.pmin[at].sum() * base - 1e-3 <= Pref[b] <= g.pmax[at].sum() * base + 1e-3
         assert (pg[g.status] <= g.pmax[g.status] * base + 1e-6).all()
         assert (pg[g.status] >= g.pmin[g.status] * base - 1e-6).all()
+
+
+# ------------------------------------------------------------------ N-1 (TPL-001 P1) on ACTIVSg2000
+
+N1 = {"case": {"source": "case_ACTIVSg2000", "zones": "activsg2000"},
+      "datacenter": [{"name": "Houston", "zone": "Coast", "mw": 3000}],
+      "study": {"footprint": "ERCOT", "load_shape": "summer-peak", "hours": [16, 18], "contingencies": "auto"}}
+
+
+@pytest.fixture(scope="module")
+def houston_n1():
+    from gridflow.study.run import find_limits, prepare
+
+    sc = scenario_from_dict(N1, "n1.toml")
+    setup = prepare(sc)
+    (lim,) = find_limits(setup, [3000.0])
+    return setup, lim
+
+
+def test_n1_limit_is_below_n0_and_names_its_contingency(houston_n1):
+    setup, lim = houston_n1
+    assert "auto" not in setup.contingencies.source and len(setup.contingencies) > 1000
+    assert lim.deliverable_mw_n1 is not None and 0 < lim.deliverable_mw_n1 < lim.deliverable_mw_n0
+    assert lim.deliverable_mw == lim.deliverable_mw_n1
+    assert "after the outage of" in lim.binding
+
+
+def test_n1_limit_is_clean_on_every_contingency_not_only_the_screened(houston_n1):
+    """Screening completeness: at the reported N-1 limit, every one of the study's contingencies solved in AC
+    (not only those the DC screen picked) shows no attributed violation; the trial above it does."""
+    setup, lim = houston_n1
+    judge = setup.n1
+    ref = setup.references[setup.peak]
+    at = lim.n1.at_limit
+    every = np.arange(len(setup.contingencies))
+    sc = judge.judge(at.point, ref, at.mw, ks=every)
+    assert sc.converged and not sc.violations["attributed"].any(), sc.attributed.head()
+    above = judge.judge(lim.n1.above.point, ref, lim.n1.above.mw, ks=every)
+    assert above.violations["attributed"].any()
+
+
+def test_n1_binding_contingency_resolved_independently_in_pypower(houston_n1):
+    """The binding contingency at the failing trial re-solved by PYPOWER with gridflow's post-contingency
+    dispatch and held set: the same voltages to 1e-4 pu and the same violation."""
+    setup, lim = houston_n1
+    judge = setup.n1
+    trial = lim.n1.above
+    row = trial.screen.attributed.iloc[0]
+    k = next(i for i, o in enumerate(setup.contingencies.outages) if o.label == row["contingency"])
+    o = setup.contingencies.outages[k]
+    assert not o.gens
+    judge._last.pop(k, None)
+    res = judge._solve(trial.point, [k])
+    assert res.converged[0]
+    case = trial.point.case
+    ok, V, _, _ = _pypower_resolve(case, res.gen_p_mw[0], res.gen_q_mvar[0], res.q_limited[0], branch_out=o.branches)
+    assert ok
+    np.testing.assert_allclose(np.abs(V), res.vm_pu[0], atol=1e-4)
+    if row["kind"] == "voltage":
+        b = int(np.flatnonzero(case.bus.number == row["from_bus"])[0])
+        assert abs(V[b]) < case.bus.vmin[b] or abs(V[b]) > case.bus.vmax[b]
+        np.testing.assert_allclose(abs(V[b]), row["vm_pu"], atol=1e-4)
 
 
 def test_winter_large_load_first_curtails_the_datacenter_before_demand_response():

@@ -53,7 +53,7 @@ def study_intro(study: StudyResult) -> str:
              f"{_mw(o.reserve_mw)} MW; policy {o.policy}",
              f"  physics: AC, generator Q limits {'ON' if o.q_limits else 'OFF (not a planning answer)'}; only "
              f"{su.footprint.name}'s units respond (by headroom), interchange fixed, emergency import up to "
-             f"{_mw(o.emergency_import_mw)} MW; N-0 only (N-1 needs the contingency engine)"
+             f"{_mw(o.emergency_import_mw)} MW; {_n1_line(su)}"
              + (f"; angle reference at bus {int(su.case.bus.number[su.reference_bus])} (the footprint's most Q "
                 "margin)" if su.reference_bus is not None else ""),
              f"  attribution: branches >= {o.monitored_kv_min:g} kV or in the datacenters' zones, rating {o.rating} "
@@ -64,6 +64,15 @@ def study_intro(study: StudyResult) -> str:
              f"{_pct(o.critical_percent)} critical + {_pct(o.ufls_percent)} UFLS-armed never rotate; cap "
              f"{o.max_hours_dark:g} h dark in a row"]
     return "\n".join(lines)
+
+
+def _n1_line(su) -> str:
+    if su.contingencies is None:
+        return "N-0 only (contingencies = \"none\")"
+    c = su.n1.counts
+    fb = f", {c['fallback']:,} branches without it judged on rate A" if c["fallback"] else ""
+    return (f"N-1: {su.contingencies.source}, screened with LODFs and the screened ones solved in AC, "
+            f"post-contingency rating {su.opts.emergency_rating}{fb}")
 
 
 def _pct(v) -> str:
@@ -96,9 +105,10 @@ def step_report(study: StudyResult, step: StepResult, top: int = 12) -> str:
     for p in step.placements:
         lines.append(f"  placed {p}")
     for lim in step.limits:
-        b = f"; binding: {lim.binding}" if lim.search.limited else ""
-        lines.append(f"  limit N-0 at {su.day.label(su.peak)}: {lim.name} {_mw(lim.deliverable_mw)} of "
-                     f"{_mw(lim.requested_mw)} MW{b}")
+        b = f"; binding: {lim.binding}" if lim.limited else ""
+        n1 = "" if lim.n1 is None else f", N-1 {_mw(lim.n1.limit_mw)}"
+        lines.append(f"  limit at {su.day.label(su.peak)}: {lim.name} {_mw(lim.deliverable_mw)} of "
+                     f"{_mw(lim.requested_mw)} MW (N-0 {_mw(lim.deliverable_mw_n0)}{n1}){b}")
     c = step.climb
     used = [(lev, c.by_kind(k).max(initial=0)) for k, lev in LEVELS.items() if k != "firm"]
     used = [(lev, mw) for lev, mw in used if mw > 0.5]
@@ -154,8 +164,10 @@ def summary_dict(study: StudyResult) -> dict:
         z = tables.zone_rows(study, st)
         out["steps"].append({
             "datacenter_mw": st.datacenter_mw, **h,
-            "deliverable_mw_n0": float(sum(x.deliverable_mw for x in st.limits)),
-            "deliverable_mw_n1": None, "binding": tables.binding(st),
+            "deliverable_mw_n0": float(sum(x.deliverable_mw_n0 for x in st.limits)),
+            "deliverable_mw_n1": (None if any(x.n1 is None for x in st.limits)
+                                  else float(sum(x.n1.limit_mw for x in st.limits))),
+            "binding": tables.binding(st),
             "limits": tables.limit_rows(st).drop(columns=["step_mw"]).to_dict("records"),
             "placements": list(st.placements),
             "ladder": st.climb.table(su.day.labels).to_dict("records"),

@@ -55,6 +55,7 @@ from gridflow.study.demand import State, held_dispatch
 from gridflow.study.footprint import Footprint, derate, footprint_of, reference_bus
 from gridflow.study.ladder import Climb, Rung, climb
 from gridflow.study.loadshape import Day, bus_shapes, study_day
+from gridflow.study.n1 import ContingencySet, N1Judge, study_contingencies
 from gridflow.study.policy import DatacenterRungs, Policy, get_policy
 from gridflow.study.rotation import OE417_THRESHOLD_MW, rotate_zones
 from gridflow.study.scenario import Scenario
@@ -106,6 +107,8 @@ class Setup:
     ref_tables: tuple[Reference, ...]  # (T)
     peak: int  # the interval with the most footprint firm load
     reference_bus: int | None = None  # bus index the angle reference was moved to (None: the case's own)
+    n1: N1Judge | None = None  # N-1 (None: contingencies = "none")
+    contingencies: ContingencySet | None = None
 
     @property
     def opts(self):
@@ -207,10 +210,29 @@ def prepare(scenario: Scenario, *, case: Case | None = None, progress: Progress 
             raise ScenarioError(f"the hour {day.label(t)} without datacenters does not solve: {pt.result.message}")
     progress(f"  references: {day.T} intervals solved (Q limits {'on' if opts.q_limits else 'OFF'})")
     fp_firm = (mult * firm0)[:, fp.bus].sum(axis=1)
+    cset = study_contingencies(opts.contingencies, case, zones.zone, sorted(set(zones.zone[dc_buses])),
+                               opts.contingency_kv_min, scenario.resolve)
+    judge = None
+    if cset is not None:
+        monitor_n1 = monitor_for(case, rating=opts.emergency_rating, footprint_bus=fp.bus, local_bus=local,
+                                 monitored_kv_min=opts.monitored_kv_min, dfax_cutoff_percent=opts.dfax_cutoff_percent,
+                                 loading_tolerance_percent=opts.loading_tolerance_percent,
+                                 voltage_tolerance_pu=opts.voltage_tolerance_pu)
+        near = np.zeros(case.nb, bool)
+        near[dc_buses] = True
+        br = case.branch
+        on = br.status
+        near[br.t[on & near[br.f]]] = True
+        near[br.f[on & near[br.t]]] = True
+        judge = N1Judge(case, cset, monitor_n1, fp.gen, zones.zone, opts.q_limits, near, local)
+        counts = judge.counts
+        progress(f"  N-1: {cset.source}; post-contingency rating {opts.emergency_rating}"
+                 + (f" ({counts['fallback']:,} branches without it judged on rate A)" if counts["fallback"] else "")
+                 + f"; {counts['unrated']:,} branches unrated, not monitored")
     return Setup(scenario=scenario, case=case, zones=zones, footprint=fp, policy=policy, day=day, multiplier=mult,
                  shares=shares, rotatable_mw=rot, blocks=blocks, placements=placements, monitor=monitor, base=base,
                  references=tuple(refs), ref_tables=tuple(reference(case, r.result, opts.rating) for r in refs),
-                 peak=int(np.argmax(fp_firm)), reference_bus=new_ref)
+                 peak=int(np.argmax(fp_firm)), reference_bus=new_ref, n1=judge, contingencies=cset)
 
 
 # ----------------------------------------------------------------------------------------------------- limits
@@ -225,18 +247,39 @@ class DatacenterLimit:
     reference: OperatingPoint  # the state it was judged against (the earlier datacenters at their limits)
     reference_table: Reference
     earlier_mw: tuple[float, ...] = ()  # every datacenter's MW in that reference (0 from this one on)
+    n1: LimitSearch | None = None  # the N-1 search below the N-0 limit (None: N-0 only)
 
     @property
     def name(self) -> str:
         return self.placement.datacenter.name
 
     @property
-    def deliverable_mw(self) -> float:
+    def deliverable_mw_n0(self) -> float:
         return self.search.limit_mw
 
     @property
+    def deliverable_mw_n1(self) -> float | None:
+        return None if self.n1 is None else self.n1.limit_mw
+
+    @property
+    def deliverable_mw(self) -> float:
+        """The lesser of the N-0 and the N-1 limit."""
+        return self.search.limit_mw if self.n1 is None else min(self.search.limit_mw, self.n1.limit_mw)
+
+    @property
+    def binding_search(self) -> LimitSearch:
+        """The search whose limit binds (N-1 when it is below the N-0 limit)."""
+        if self.n1 is not None and self.n1.limited and self.n1.limit_mw < self.search.limit_mw + 1e-6:
+            return self.n1
+        return self.search
+
+    @property
+    def limited(self) -> bool:
+        return self.binding_search.limited
+
+    @property
     def binding(self) -> str:
-        return self.search.binding()
+        return self.binding_search.binding()
 
 
 def _dc_arrays(setup: Setup, mw_by_dc) -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +356,38 @@ def limit_evaluator(setup: Setup, i: int, done, ref_pt: OperatingPoint, ref_tab:
         return Trial(mw=x, screen=su.screen(pt, ref_tab, x, monitor), vm_min_site_pu=site_min_vm(pt, pv_bus),
                      point=pt)
 
+    evaluate.solve_at = solve_at  # the N-1 search reuses the N-0 points
+    evaluate.pv_bus = pv_bus
+    return evaluate
+
+
+def n1_evaluator(setup: Setup, evaluate_n0, ref_pt: OperatingPoint, top_mw: float) -> Callable[[float], Trial]:
+    """``evaluate(x)``: the N-0 point at x (solved once, shared with the N-0 search) judged after the
+    contingencies screened at x (:meth:`N1Judge.screened`) against the same contingencies at ``ref_pt``; a trial
+    stops at its first violation, ``evaluate.full(trial)`` judges it on every screened contingency (the trial a
+    search reports). ``evaluate.screened``: how many the screen sent to AC at ``top_mw`` (the most MW tried)."""
+    judge = setup.n1
+    screened: dict = {}
+
+    def ks_at(pt: OperatingPoint, x: float) -> np.ndarray:
+        if x not in screened:
+            screened[x] = judge.screened(pt, ref_pt, x)
+        return screened[x]
+
+    def evaluate(x: float) -> Trial:
+        pt = evaluate_n0.solve_at(x)
+        ks = ks_at(pt, x) if pt.converged else None
+        return Trial(mw=x, screen=judge.judge(pt, ref_pt, x, ks=ks, first_only=True),
+                     vm_min_site_pu=site_min_vm(pt, evaluate_n0.pv_bus), point=pt)
+
+    def full(trial: Trial) -> Trial:
+        if trial.point is None or not trial.point.converged:
+            return trial
+        return replace(trial, screen=judge.judge(trial.point, ref_pt, trial.mw, ks=ks_at(trial.point, trial.mw)))
+
+    evaluate.full = full
+    top = evaluate_n0.solve_at(top_mw)
+    evaluate.screened = len(ks_at(top, top_mw)) if top.converged else 0
     return evaluate
 
 
@@ -336,14 +411,28 @@ def find_limits(setup: Setup, mw_by_dc, *, hints=None, progress: Progress = _qui
                               hints=[h for h in (hints or {}).get(name, ()) if h])
         search = with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent,
                                        tol_mw=setup.opts.limit_tolerance_mw)
-        progress(f"    {name}: {req:,.0f} MW requested, {search.limit_mw:,.0f} MW deliverable"
+        progress(f"    {name}: {req:,.0f} MW requested, {search.limit_mw:,.0f} MW deliverable N-0"
                  + (f" (binding: {search.binding()})" if search.limited else "")
                  + f" [{len(search.trials)} AC solves]")
-        out.append(DatacenterLimit(placement=pl, requested_mw=req, search=search, reference=ref_pt,
-                                   reference_table=ref_tab, earlier_mw=tuple(done)))
-        done[i] = search.limit_mw
-        if search.at_limit is not None and search.at_limit.point is not None:
-            ref_pt = search.at_limit.point
+        n1 = None
+        if setup.n1 is not None and search.limit_mw > 0:
+            ev1 = n1_evaluator(setup, evaluate, ref_pt, search.limit_mw)
+            n1 = bisect_limit(ev1, search.limit_mw, tol_mw=setup.opts.limit_tolerance_mw,
+                              hints=[h for h in (hints or {}).get(f"{name} N-1", ()) if h])
+            if n1.above is not None:
+                above = ev1.full(n1.above)
+                n1 = replace(n1, above=above, trials=tuple(above if t is n1.above else t for t in n1.trials))
+            progress(f"    {name}: {n1.limit_mw:,.0f} MW deliverable N-1"
+                     + (f" (binding: {n1.binding()})" if n1.limited else "")
+                     + f" [{len(n1.trials)} points; {ev1.screened:,} contingencies in AC, screened at "
+                     f"{search.limit_mw:,.0f} MW]")
+        lim = DatacenterLimit(placement=pl, requested_mw=req, search=search, reference=ref_pt,
+                              reference_table=ref_tab, earlier_mw=tuple(done), n1=n1)
+        out.append(lim)
+        done[i] = lim.deliverable_mw
+        at = lim.binding_search.at_limit
+        if at is not None and at.point is not None:
+            ref_pt = at.point
             ref_tab = reference(setup.case, ref_pt.result, setup.opts.rating)
     return tuple(out)
 
@@ -588,8 +677,8 @@ def run_step(setup: Setup, total_mw: float | None, *, hints=None, progress: Prog
     ref_losses = np.array([r.losses_mw for r in setup.references])
     fp_firm = setup.footprint_firm_mw()
     ref_over = np.array([setup.footprint_pg_mw(r) for r in setup.references]) - fp_firm
-    last = next((lim.search.at_limit.point for lim in reversed(limits)
-                 if lim.search.at_limit is not None and lim.search.at_limit.point is not None), None)
+    last = next((lim.binding_search.at_limit.point for lim in reversed(limits)
+                 if lim.binding_search.at_limit is not None and lim.binding_search.at_limit.point is not None), None)
     served_tot = served.sum(axis=0)
     d_loss = (last.losses_mw - ref_losses[setup.peak]) if last is not None else 0.0
     peak_served = max(float(served_tot[setup.peak]), 1e-9)
@@ -718,7 +807,9 @@ def run_study(scenario: Scenario, *, policy: str | None = None, case: Case | Non
     for mw in scenario.study.steps_mw or (None,):
         st = run_step(setup, mw, hints=hints, progress=progress)
         for lim in st.limits:
-            hints[lim.name] = (lim.deliverable_mw,)
+            hints[lim.name] = (lim.deliverable_mw_n0,)
+            if lim.n1 is not None:
+                hints[f"{lim.name} N-1"] = (lim.n1.limit_mw,)
         steps.append(st)
         progress(f"  step done in {st.seconds:.1f} s")
     sens = None

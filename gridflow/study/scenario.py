@@ -29,7 +29,6 @@ SHAPES = ("summer-peak", "winter-peak", "flat")
 #: why the ``network`` policy is gone (see the README's study section)
 NETWORK_REMOVED = ("the 'network' policy was removed: its DC linear program could not give a verified answer "
                    "of its own (it fell back on every step tried); use pro-rata or large-load-first")
-N1_REFUSED = "N-1 needs the contingency engine (not yet on this branch)"
 
 
 # ------------------------------------------------------------------------------------------------- keys
@@ -92,11 +91,16 @@ STUDY_KEYS = (
     Key("voltage_stability_margin_percent", 5.0, "a limit set by voltage collapse is this far below the nose of "
                                                  "the P–V curve (WECC criterion: >= 5 % intact)"),
     Key("limit_tolerance_mw", 50.0, "the limit searches stop when the bracket is this narrow, MW"),
-    # N-1 (needs the contingency engine)
-    Key("contingencies", "none", "\"none\"; \"auto\" or a change-table PATH need the contingency engine"),
+    # N-1
+    Key("contingencies", "auto", "\"auto\" (branches >= contingency_kv_min in the datacenters' zones and the zones "
+                                 "next to them, plus the case's matpower contab there), \"none\" (N-0 only), or a "
+                                 "file: .m change table, PSS/E .con, .csv"),
     Key("contingency_kv_min", 230.0, "\"auto\" contingencies: branches at or above this kV"),
     Key("emergency_rating", "B", "rating after a contingency (B or C; 0 falls back to A)"),
-    Key("hosting_map", False, "per-bus hosting map (needs the contingency engine)"),
+    Key("hosting_map", False, "per-bus hosting map: each candidate bus's limit alone, N-0 and N-1 "
+                              "(hosting_by_bus.csv, hosting_map.png)"),
+    Key("hosting_buses", [], "candidate buses of the hosting map; []: the load buses of the datacenters' zones "
+                             "at or above contingency_kv_min"),
     # the ladder
     Key("policy", "pro-rata", "\"pro-rata\": the ladder in PJM Manual 13's order; \"large-load-first\": "
                               "eligible large loads are curtailed before demand response"),
@@ -166,10 +170,11 @@ class StudyOptions:
     voltage_tolerance_pu: float = 0.005
     voltage_stability_margin_percent: float = 5.0
     limit_tolerance_mw: float = 50.0
-    contingencies: str = "none"
+    contingencies: str = "auto"
     contingency_kv_min: float = 230.0
     emergency_rating: str = "B"
     hosting_map: bool = False
+    hosting_buses: tuple[int, ...] = ()
     policy: str = "pro-rata"
     demand_response_mw: float = 0.0
     voltage_reduction_percent: float = 0.0
@@ -434,12 +439,10 @@ def _study(s: dict, src: str) -> StudyOptions:
     cont = d["contingencies"]
     if not isinstance(cont, str):
         raise ScenarioError(f"{src}: contingencies must be \"none\", \"auto\" or a change-table path")
-    if cont != "none":
-        raise ScenarioError(f"{src}: contingencies = {cont!r}: {N1_REFUSED}; use \"none\" (N-0 only)")
     hosting = _bool(d["hosting_map"], src, "hosting_map")
-    if hosting:
-        raise ScenarioError(f"{src}: hosting_map = true: the per-bus hosting map with N-1 needs the contingency "
-                            "engine (not yet on this branch)")
+    hbuses = d["hosting_buses"]
+    if not isinstance(hbuses, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in hbuses):
+        raise ScenarioError(f"{src}: hosting_buses must be a list of bus numbers")
     crit_pct = _percent_or_table(d["critical_percent"], src, "critical_percent")
     ufls_pct = _percent_or_table(d["ufls_percent"], src, "ufls_percent")
     if not isinstance(crit_pct, dict) and not isinstance(ufls_pct, dict) and crit_pct + ufls_pct >= 100:
@@ -461,7 +464,7 @@ def _study(s: dict, src: str) -> StudyOptions:
                                                  "voltage_stability_margin_percent", lo=0, hi=50),
         limit_tolerance_mw=_number(d["limit_tolerance_mw"], src, "limit_tolerance_mw", lo=1),
         contingencies=cont, contingency_kv_min=_number(d["contingency_kv_min"], src, "contingency_kv_min", lo=0),
-        emergency_rating=emergency, hosting_map=hosting, policy=d["policy"],
+        emergency_rating=emergency, hosting_map=hosting, hosting_buses=tuple(hbuses), policy=d["policy"],
         demand_response_mw=_number(d["demand_response_mw"], src, "demand_response_mw", lo=0),
         voltage_reduction_percent=_number(d["voltage_reduction_percent"], src, "voltage_reduction_percent", lo=0,
                                           hi=10),
@@ -514,7 +517,7 @@ def template() -> str:
             out.append(_line(k))
     out += ["", "[study]"]
     groups = {"footprint": "footprint and interchange", "load_shape": "the day", "rating": "network limits (N-0)",
-              "contingencies": "N-1 (needs the contingency engine: keep \"none\" and false)",
+              "contingencies": "N-1 (NERC TPL-001 P1): screened with LODFs, the screened ones solved in AC",
               "policy": "the emergency ladder, in order: demand response, voltage reduction, emergency import, "
                         "datacenter flexible share, datacenter backup, firm load",
               "zone_shares": "firm shed: zone obligations and rotation"}

@@ -90,11 +90,23 @@ def monitor_for(case: Case, *, rating: str, footprint_bus: np.ndarray, local_bus
 @dataclass(frozen=True)
 class Reference:
     """What a violation is judged against: the reference solution's branch loading (%, NaN unrated),
-    from-end MW flows and voltage excess (pu beyond limits, 0 inside)."""
+    from-end MW flows, voltage excess (pu beyond limits, 0 inside) and, after a contingency, each generator's
+    excess over its P and Q limits (MW, MVAr; (ng, 2), 0 inside; None: judged without a reference)."""
 
     loading_percent: np.ndarray  # (nl,)
     p_from_mw: np.ndarray  # (nl,)
     v_excess_pu: np.ndarray  # (nb,)
+    gen_excess: np.ndarray | None = None  # (ng, 2): MW over P limits, MVAr over Q limits
+
+
+def gen_excess(case: Case, p_mw, q_mvar) -> np.ndarray:
+    """Each generator's excess over its P and Q limits (ng, 2): MW, MVAr; 0 inside."""
+    g, base = case.gen, case.base_mva
+    out = np.zeros((case.ng, 2))
+    for c, (val, lo, hi) in enumerate(((p_mw, g.pmin, g.pmax), (q_mvar, g.qmin, g.qmax))):
+        val = np.nan_to_num(np.asarray(val, float))
+        out[:, c] = np.maximum(np.maximum(lo * base - val, val - hi * base), 0.0)
+    return out
 
 
 def branch_loading(case: Case, res: PowerFlowResult, rating: str = "A") -> np.ndarray:
@@ -145,29 +157,39 @@ class Screen:
         if not len(a):
             return "clean" + rest
         counts = a["kind"].value_counts()
-        parts = [f"{int(counts[k])} {k}" for k in ("thermal", "voltage", "generator") if k in counts]
+        parts = [f"{int(counts[k])} {k}" for k in ("thermal", "voltage", "generator", "collapse") if k in counts]
         return "attributed: " + ", ".join(parts) + rest
 
     def binding(self) -> str:
-        """The attributed violation that binds, in words (empty when clean)."""
+        """The attributed violation that binds, in words (empty when clean); after an outage, it is named."""
         if not self.converged:
             return "voltage collapse"
         a = self.attributed
         if not len(a):
             return ""
+
+        def after(r) -> str:
+            c = r.get("contingency") if "contingency" in r else None
+            return f" after the outage of {c}" if isinstance(c, str) and c and c != "base" else ""
+
+        col = a[a["kind"] == "collapse"]
+        if len(col):
+            r = col.iloc[0]
+            return f"voltage collapse{after(r)} (no solution with the datacenter, a solution without it)"
         th = a[a["kind"] == "thermal"]
         if len(th):
             r = th.loc[th["loading_percent"].idxmax()]
             return (f"{r['element']} {r['name']} ({r['kv']:g} kV, {r['zone']}): {r['loading_percent']:.1f} % of "
                     f"{r['rating_mva']:.0f} MVA (was {r['loading_base_percent']:.1f} %), "
-                    f"DFAX {r['dfax_percent']:.1f} %")
+                    f"DFAX {r['dfax_percent']:.1f} %{after(r)}")
         v = a[a["kind"] == "voltage"]
         if len(v):
             r = v.loc[(v["vm_pu"] - 1.0).abs().idxmax()]
             side = "below Vmin" if r["vm_pu"] < 1.0 else "above Vmax"
-            return f"voltage at {r['element']} {r['name']} ({r['kv']:g} kV, {r['zone']}) {side}: {r['vm_pu']:.3f} pu"
+            return (f"voltage at {r['element']} {r['name']} ({r['kv']:g} kV, {r['zone']}) {side}: {r['vm_pu']:.3f} pu"
+                    f"{after(r)}")
         r = a.iloc[0]
-        return f"{r['element']}: {r['reason']}"
+        return f"{r['element']}: {r['reason']}{after(r)}"
 
 
 def screen(case: Case, res: PowerFlowResult, ref: Reference, monitor: Monitor, served_mw: float,
@@ -180,14 +202,27 @@ def screen(case: Case, res: PowerFlowResult, ref: Reference, monitor: Monitor, s
     """
     if not res.converged:
         return Screen(False, pd.DataFrame(columns=VIOLATION_COLUMNS), float("nan"), float("nan"))
+    return screen_arrays(case, branch_loading(case, res, monitor.rating), res.branch["p_from_mw"].to_numpy(),
+                         res.bus["vm_pu"].to_numpy(), res.gen["p_mw"].to_numpy(), res.gen["q_mvar"].to_numpy(), ref,
+                         monitor, served_mw, zone, dispatched if dispatched is not None else res.case)
+
+
+def screen_arrays(case: Case, load, p_from_mw, vm_pu, gen_p_mw, gen_q_mvar, ref: Reference, monitor: Monitor,
+                  served_mw: float, zone: np.ndarray, gen_case: Case, skip_branches=(), gen_on=None) -> Screen:
+    """:func:`screen` of a solved point given as arrays: branch loading on ``monitor.rating`` (nl,) %,
+    from-end MW (nl,), |V| (nb,) pu (NaN de-energized), generator MW / MVAr (ng,); ``gen_case``: whose
+    generator limits apply; ``skip_branches``: branch rows not judged (out of service in a contingency);
+    ``gen_on`` bool (ng,): generators in service in this solution (default: ``gen_case``'s)."""
     rows = []
     bus, br = case.bus, case.branch
-    name = np.asarray([str(n).strip() for n in bus.name], dtype=object)
-    load = branch_loading(case, res, monitor.rating)
+    name = _Names(bus.name)
+    load = np.array(load, dtype=float)
+    if len(skip_branches):
+        load[np.asarray(skip_branches, np.int64)] = np.nan
     over = np.flatnonzero(np.nan_to_num(load) > 100.0)
     if len(over):
         was = ref.loading_percent[over]
-        dp = res.branch["p_from_mw"].to_numpy()[over] - ref.p_from_mw[over]
+        dp = np.asarray(p_from_mw)[over] - ref.p_from_mw[over]
         dfax = np.abs(dp) / served_mw * 100.0 if served_mw > 1e-9 else np.full(len(over), np.nan)
         for j, k in enumerate(over):
             f, t = br.f[k], br.t[k]
@@ -205,8 +240,8 @@ def screen(case: Case, res: PowerFlowResult, ref: Reference, monitor: Monitor, s
             rows.append(("thermal", f"branch {k}", int(bus.number[f]), int(bus.number[t]), f"{name[f]} - {name[t]}",
                          float(max(bus.base_kv[f], bus.base_kv[t])), str(zone[f]), float(monitor.rating_mva[k]),
                          float(was[j]), float(load[k]), np.nan, float(dfax[j]), ok, why, bool(monitor.monitored[k])))
-    ex = voltage_excess(case, res)
-    vm = res.bus["vm_pu"].to_numpy()
+    vm = np.asarray(vm_pu, dtype=float)
+    ex = np.maximum(np.maximum(case.bus.vmin - vm, vm - case.bus.vmax), 0.0)
     vbad = np.flatnonzero(np.nan_to_num(ex) > monitor.voltage_tolerance_pu)
     for i in vbad:
         new = ex[i] > np.nan_to_num(ref.v_excess_pu[i]) + monitor.voltage_tolerance_pu
@@ -221,27 +256,47 @@ def screen(case: Case, res: PowerFlowResult, ref: Reference, monitor: Monitor, s
         rows.append(("voltage", f"bus {int(bus.number[i])}", int(bus.number[i]), np.nan, name[i],
                      float(bus.base_kv[i]), str(zone[i]), np.nan, np.nan, np.nan, float(vm[i]), np.nan, ok, why,
                      bool(monitor.voltage_bus[i])))
-    rows += _gen_rows(dispatched if dispatched is not None else res.case, res, zone, name)
-    df = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    df["attributed"] = df["attributed"].astype(bool)
+    rows += _gen_rows(gen_case, np.asarray(gen_p_mw), np.asarray(gen_q_mvar), zone, name, gen_on, ref.gen_excess)
+    if rows:
+        df = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+        df["attributed"] = df["attributed"].astype(bool)
+    else:  # most post-contingency solutions: no frame to build (the shared empty one is never modified)
+        df = _NO_VIOLATION
     return Screen(True, df, float(np.nanmax(load, initial=0.0)), float(np.nanmin(vm)))
 
 
-def _gen_rows(case: Case, res: PowerFlowResult, zone, name) -> list:
+_NO_VIOLATION = pd.DataFrame(columns=VIOLATION_COLUMNS).astype({"attributed": bool})
+
+
+class _Names:
+    """Bus names stripped, looked up only for the rows written."""
+
+    def __init__(self, names):
+        self._names = names
+
+    def __getitem__(self, i) -> str:
+        return str(self._names[i]).strip()
+
+
+def _gen_rows(case: Case, p, q, zone, name, on=None, ref_excess=None) -> list:
+    """Generators outside their limits; one already as far outside in the reference (``ref_excess``, after the
+    same contingency: a unit left alone in an island by the outage) is reported, not attributed."""
     g = case.gen
-    on = g.status
+    now = gen_excess(case, p, q)
+    on = g.status if on is None else np.asarray(on, bool) & g.status
     base = case.base_mva
-    p = res.gen["p_mw"].to_numpy()
-    q = res.gen["q_mvar"].to_numpy()
     rows = []
-    for what, val, lo, hi, unit in (("P", p, g.pmin * base, g.pmax * base, "MW"),
-                                    ("Q", q, g.qmin * base, g.qmax * base, "MVAr")):
+    for c, (what, val, lo, hi, unit) in enumerate((("P", p, g.pmin * base, g.pmax * base, "MW"),
+                                                   ("Q", q, g.qmin * base, g.qmax * base, "MVAr"))):
         bad = np.flatnonzero(on & ((val > hi + GEN_TOL) | (val < lo - GEN_TOL)))
         for k in bad:
             b = g.bus[k]
+            why = f"{what} = {val[k]:.1f} {unit} outside [{lo[k]:.1f}, {hi[k]:.1f}]"
+            ok = ref_excess is None or now[k, c] > ref_excess[k, c] + GEN_TOL
+            if not ok:
+                why += " as in the reference"
             rows.append(("generator", f"gen {k}", int(case.bus.number[b]), np.nan, name[b], float(case.bus.base_kv[b]),
-                         str(zone[b]), np.nan, np.nan, np.nan, np.nan, np.nan, True,
-                         f"{what} = {val[k]:.1f} {unit} outside [{lo[k]:.1f}, {hi[k]:.1f}]", True))
+                         str(zone[b]), np.nan, np.nan, np.nan, np.nan, np.nan, ok, why, True))
     return rows
 
 

@@ -54,9 +54,10 @@ def headline(study: StudyResult, step: StepResult, t: int | None = None) -> dict
 
 def binding(step: StepResult) -> str:
     """The constraint that binds the step: the first datacenter (queue order) whose limit binds."""
-    lim = next((x for x in step.limits if x.search.limited), None)
+    lim = next((x for x in step.limits if x.limited), None)
     if lim is None:
-        return "none: every datacenter is deliverable as requested (N-0)"
+        n1 = any(x.n1 is not None for x in step.limits)
+        return f"none: every datacenter is deliverable as requested ({'N-0 and N-1' if n1 else 'N-0'})"
     return f"{lim.name}: {lim.binding}"
 
 
@@ -101,21 +102,22 @@ def zone_rows(study: StudyResult, step: StepResult) -> pd.DataFrame:
 
 def violation_rows(step: StepResult, day_label_peak: str) -> pd.DataFrame:
     """violations.csv rows of a step: every violation of every verified interval, and of the trial just
-    above each datacenter's limit (the one that names the binding constraint). N-0 only: ``contingency``
-    is "base"."""
+    above each datacenter's limits (N-0, and N-1 with the contingency named: the ones that name the binding
+    constraints). ``contingency`` is "base" for N-0 rows."""
     parts = []
     v = step.verification.violations
     if len(v):
         parts.append(v.assign(source="verification"))
     for lim in step.limits:
-        above = lim.search.above
-        if above is not None and above.converged and len(above.screen.violations):
-            parts.append(above.screen.violations.assign(interval=day_label_peak,
-                                                        source=f"limit search: {lim.name} at {above.mw:,.0f} MW"))
-        elif above is not None and not above.converged:
-            parts.append(pd.DataFrame([{"interval": day_label_peak, "kind": "collapse",
-                                        "element": f"{lim.name} at {above.mw:,.0f} MW", "attributed": True,
-                                        "reason": lim.binding, "source": f"limit search: {lim.name}"}]))
+        for search, tag in ((lim.search, "N-0"), (lim.n1, "N-1")):
+            above = None if search is None else search.above
+            if above is not None and above.converged and len(above.screen.violations):
+                parts.append(above.screen.violations.assign(
+                    interval=day_label_peak, source=f"limit search {tag}: {lim.name} at {above.mw:,.0f} MW"))
+            elif above is not None and not above.converged:
+                parts.append(pd.DataFrame([{"interval": day_label_peak, "kind": "collapse",
+                                            "element": f"{lim.name} at {above.mw:,.0f} MW", "attributed": True,
+                                            "reason": search.binding(), "source": f"limit search {tag}: {lim.name}"}]))
     for lab, lim in step.hour_limits.items():
         above = lim.above
         if above is not None and above.converged and len(above.screen.violations):
@@ -124,7 +126,9 @@ def violation_rows(step: StepResult, day_label_peak: str) -> pd.DataFrame:
         return pd.DataFrame(columns=VIOLATIONS_COLUMNS)
     df = pd.concat(parts, ignore_index=True)
     df["step_mw"] = step.datacenter_mw
-    df["contingency"] = "base"
+    if "contingency" not in df:
+        df["contingency"] = "base"
+    df["contingency"] = df["contingency"].fillna("base")
     for col in VIOLATIONS_COLUMNS:
         if col not in df:
             df[col] = np.nan
@@ -132,13 +136,19 @@ def violation_rows(step: StepResult, day_label_peak: str) -> pd.DataFrame:
 
 
 def limit_rows(step: StepResult) -> pd.DataFrame:
-    """limits.csv: each datacenter's N-0 limit in a step."""
+    """limits.csv: each datacenter's N-0 and N-1 limits in a step, and the one that binds."""
     rows = []
     for lim in step.limits:
+        b = lim.binding_search
+        cont = ""
+        if b is lim.n1 and b.above is not None and len(b.above.screen.attributed):
+            a = b.above.screen.attributed
+            cont = str(a["contingency"].iloc[0]) if "contingency" in a else ""
         rows.append({"step_mw": step.datacenter_mw, "datacenter": lim.name, "requested_mw": lim.requested_mw,
-                     "deliverable_mw_n0": lim.deliverable_mw, "deliverable_mw_n1": np.nan,
-                     "nose_mw": lim.search.nose_mw, "binding": lim.binding or "none",
-                     "ac_solves": len(lim.search.trials)})
+                     "deliverable_mw_n0": lim.deliverable_mw_n0,
+                     "deliverable_mw_n1": np.nan if lim.n1 is None else lim.n1.limit_mw,
+                     "nose_mw": lim.search.nose_mw, "binding": lim.binding or "none", "binding_contingency": cont,
+                     "ac_solves": len(lim.search.trials) + (0 if lim.n1 is None else len(lim.n1.trials))})
     return pd.DataFrame(rows)
 
 
