@@ -47,8 +47,8 @@ POINT_COLUMNS = ["bus", "mw", "hour", "contingency", "converged", "deliverable",
 
 def candidate_buses(setup: Setup, buses=None) -> np.ndarray:
     """Bus indices of the candidate points of interconnection: ``buses`` (bus numbers), else every load bus
-    of the datacenters' zones at or above ``contingency_kv_min`` (none: every such bus without a generator). Raises ScenarioError for an unknown bus
-    or an empty set."""
+    of the datacenters' zones at or above ``contingency_kv_min`` (none: every such bus without a generator).
+    Raises ScenarioError for an unknown bus or an empty set."""
     case = setup.case
     if buses is not None:
         try:
