@@ -32,8 +32,11 @@ def _gw(mw: float) -> str:
 
 
 def write_plots(study, out: Path) -> list[Path]:
-    return [heatmap(study, out / "firm_shed_heatmap.png"), ladder(study, out / "ladder.png"),
-            shed_by_zone(study, out / "shed_by_zone.png"), pv_curve(study, out / "pv_curve.png")]
+    files = [heatmap(study, out / "firm_shed_heatmap.png"), ladder(study, out / "ladder.png"),
+             shed_by_zone(study, out / "shed_by_zone.png"), pv_curve(study, out / "pv_curve.png")]
+    if getattr(study, "hosting", None) is not None:
+        files.append(hosting_map(study, out / "hosting_map.png"))
+    return files
 
 
 def _save(fig, path: Path) -> Path:
@@ -140,6 +143,33 @@ def shed_by_zone(study, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
     fig.suptitle(f"{su.case.name}: datacenters and firm shed by zone (each step at its worst interval)", fontsize=10)
+    return _save(fig, path)
+
+
+def hosting_map(study, path: Path) -> Path:
+    """Each candidate bus's hosting limit alone, N-0 and N-1, largest first, with its binding constraint."""
+    plt = _plt()
+    h = study.hosting.sort_values("limit_mw_n0", ascending=False, kind="stable")
+    n = len(h)
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.32 * max(n, 1)), layout="constrained")
+    if not n:
+        _nothing(ax, "no candidate bus")
+        return _save(fig, path)
+    y = np.arange(n)[::-1]
+    labels = [f"{b} {nm} ({kv:g} kV)" for b, nm, kv in zip(h["bus"], h["name"], h["kv"], strict=True)]
+    ax.barh(y + 0.2, h["limit_mw_n0"], 0.4, color="#9ecae1", label="N-0")
+    if h["limit_mw_n1"].notna().any():
+        ax.barh(y - 0.2, h["limit_mw_n1"].fillna(0.0), 0.4, color="#3182bd", label="N-1")
+    for yy, b, c in zip(y, h["binding"], h["binding_contingency"], strict=True):
+        if c:
+            ax.text(0.01, yy, _short(str(b), 90), transform=ax.get_yaxis_transform(), fontsize=6, va="center")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("MW that bus alone can take")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    su = study.setup
+    ax.set_title(f"{su.case.name}: hosting limit by bus at {su.day.label(su.peak)} (Q limits on; "
+                 "binding constraint written on the bar)", fontsize=9)
     return _save(fig, path)
 
 

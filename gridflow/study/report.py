@@ -20,8 +20,10 @@ Files written to the output folder (``step`` = the datacenter total of the step)
   trial above each limit, attributed or not (:data:`gridflow.study.tables.VIOLATIONS_COLUMNS`);
 * ``limits.csv``, ``pv_curve.csv`` (every limit-search trial), ``pv_sweep.csv``
   (the P–V curve of the first datacenter), ``sensitivity.csv``;
+* ``hosting_by_bus.csv`` (``hosting_map = true``) — bus, name, kv, zone,
+  limit_mw_n0, limit_mw_n1, binding, binding_contingency: each candidate bus alone;
 * plots: ``firm_shed_heatmap.png`` (zone x interval), ``ladder.png``,
-  ``shed_by_zone.png``, ``pv_curve.png``.
+  ``shed_by_zone.png``, ``pv_curve.png``, ``hosting_map.png``.
 """
 
 from __future__ import annotations
@@ -181,6 +183,8 @@ def summary_dict(study: StudyResult) -> dict:
         })
     if study.sensitivity is not None:
         out["sensitivity"] = study.sensitivity.to_dict("records")
+    if study.hosting is not None:
+        out["hosting_by_bus"] = study.hosting.to_dict("records")
     return out
 
 
@@ -221,6 +225,8 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
         files["sensitivity.csv"] = study.sensitivity
     if study.pv is not None:
         files["pv_sweep.csv"] = study.pv
+    if study.hosting is not None:
+        files["hosting_by_bus.csv"] = study.hosting
     for name, df in files.items():
         p = out / name
         df.to_csv(p, index=False)

@@ -781,6 +781,7 @@ class StudyResult:
     sensitivity: pd.DataFrame | None = None
     seconds: float = 0.0
     pv: pd.DataFrame | None = None  # the P–V sweep of the first datacenter in the last step (pv_sweep)
+    hosting: pd.DataFrame | None = None  # hosting_map = true: each candidate bus's limit (study.hosting)
 
     @property
     def scenario(self) -> Scenario:
@@ -818,7 +819,17 @@ def run_study(scenario: Scenario, *, policy: str | None = None, case: Case | Non
 
         sens = sensitivity_table(setup, steps[-1], progress=progress)
     pv = pv_sweep(setup, steps[-1], progress=progress)
-    return StudyResult(setup=setup, steps=tuple(steps), sensitivity=sens, seconds=time.perf_counter() - t0, pv=pv)
+    hosting = None
+    if scenario.study.hosting_map:
+        from gridflow.study.hosting import hosting_map
+
+        t1 = time.perf_counter()
+        progress(f"hosting map at {setup.day.label(setup.peak)} (each bus alone, N-0"
+                 + (" and N-1)" if setup.n1 is not None else ")"))
+        hosting = hosting_map(setup, scenario.study.hosting_buses or None, progress=progress)
+        progress(f"  hosting map: {len(hosting)} buses in {time.perf_counter() - t1:.1f} s")
+    return StudyResult(setup=setup, steps=tuple(steps), sensitivity=sens, seconds=time.perf_counter() - t0, pv=pv,
+                       hosting=hosting)
 
 
 #: points of the P–V sweep up to the limit, and at most this many beyond it (10 % of the limit apart)
