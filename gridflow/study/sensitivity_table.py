@@ -1,4 +1,4 @@
-"""How the headline moves: the binding datacenter's limit under other attribution rules and placements.
+"""How the headline moves: the binding datacenter's N-0 limit under other attribution rules and placements.
 
 A reviewer asks what an answer depends on. For the study's last step, the first
 datacenter whose limit binds is searched again (the datacenters before it at
@@ -46,8 +46,9 @@ def sensitivity_table(setup, step, *, progress=lambda _m: None) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     i = next(k for k, x in enumerate(step.limits) if x is lim)
     tol = max(2 * opts.limit_tolerance_mw, 100.0)
-    progress(f"sensitivity of {lim.name}'s limit ({lim.deliverable_mw:,.0f} MW at {step.datacenter_mw:,.0f} MW):")
-    rows = [("as studied", lim.name, lim.deliverable_mw, 0.0, lim.binding, len(lim.search.trials))]
+    n0_mw = lim.deliverable_mw_n0  # the variants are N-0 searches: compared with the study's N-0 limit
+    progress(f"sensitivity of {lim.name}'s N-0 limit ({n0_mw:,.0f} MW at {step.datacenter_mw:,.0f} MW):")
+    rows = [("as studied", lim.name, n0_mw, 0.0, lim.search.binding(), len(lim.search.trials))]
     known = lim.search.trials
     for label, cutoff, tolp in ((f"DFAX cut-off 3 % (study: {opts.dfax_cutoff_percent:g} %)", 3.0,
                                  opts.loading_tolerance_percent),
@@ -66,16 +67,15 @@ def sensitivity_table(setup, step, *, progress=lambda _m: None) -> pd.DataFrame:
         n0 = len(rejudged)
         res = bisect_limit(evaluate, lim.requested_mw, tol_mw=tol, known=rejudged, hints=())
         res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent, tol_mw=tol)
-        rows.append((label, lim.name, res.limit_mw, res.limit_mw - lim.deliverable_mw, res.binding(),
-                     len(res.trials) - n0))
+        rows.append((label, lim.name, res.limit_mw, res.limit_mw - n0_mw, res.binding(), len(res.trials) - n0))
         progress(f"  {label}: {res.limit_mw:,.0f} MW [{len(res.trials) - n0} new AC solves]")
     pl = place_one(lim.placement.datacenter, setup.case, setup.zones, rule="all-load")
     placements = list(setup.placements)
     placements[i] = pl
     evaluate = limit_evaluator(setup, i, lim.earlier_mw, lim.reference, lim.reference_table, placements=placements)
-    res = bisect_limit(evaluate, lim.requested_mw, tol_mw=tol, hints=(lim.deliverable_mw,))
+    res = bisect_limit(evaluate, lim.requested_mw, tol_mw=tol, hints=(n0_mw,))
     res = with_stability_margin(res, evaluate, opts.voltage_stability_margin_percent, tol_mw=tol)
     label = f"placement: every load bus of its zone(s) ({len(pl.bus)} buses; study: {len(lim.placement.bus)})"
-    rows.append((label, lim.name, res.limit_mw, res.limit_mw - lim.deliverable_mw, res.binding(), len(res.trials)))
+    rows.append((label, lim.name, res.limit_mw, res.limit_mw - n0_mw, res.binding(), len(res.trials)))
     progress(f"  {label}: {res.limit_mw:,.0f} MW [{len(res.trials)} AC solves]")
     return pd.DataFrame(rows, columns=COLUMNS)
