@@ -63,21 +63,17 @@ def resolve(spec: SweepSpec, *, threads: int | None = None):
         bad = [b for b in spec.buses if b not in known]
         if bad:
             raise ScenarioError(f"{src}: [sweep] buses: {case.name} has no bus {bad[0]}")
-    window = None if spec.hours is None else [spec.hours[0], spec.hours[-1] + 1]
+    # the study hours: the window covering the requested hours, else the study's own peak hour (hours = 1: the
+    # one-hour window with the most footprint load)
+    window = 1 if spec.hours is None else [spec.hours[0], spec.hours[-1] + 1]
     try:
         setup = prepare(scenario_from_dict(spec.scenario_doc(window), src), case=case)
     except ScenarioError as e:
         msg = str(e).replace("datacenter 'sweep'", "[sweep]")
         raise ScenarioError(msg if msg.startswith(src) else f"{src}: {msg}") from None
-    if spec.hours is None:
-        hour = int(setup.day.hour[setup.peak])
-        hours, intervals = [hour], [0]
-        window = [hour, hour + 1]
-        reuse = None
-    else:
-        day_hours = [int(h) for h in setup.day.hour]
-        hours, intervals = list(spec.hours), [day_hours.index(h) for h in spec.hours]
-        reuse = setup
+    day_hours = [int(h) for h in setup.day.hour]
+    hours = [day_hours[setup.peak]] if spec.hours is None else list(spec.hours)
+    intervals = [day_hours.index(h) for h in hours]
     idx = candidate_buses(setup, spec.buses)
     buses = [int(n) for n in setup.case.bus.number[idx]]
     n_cont = len(setup.contingencies) if setup.n1 is not None else 0
@@ -85,7 +81,7 @@ def resolve(spec: SweepSpec, *, threads: int | None = None):
     body = json.dumps([doc, list(spec.mw), hours, buses], sort_keys=True, default=str)
     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
     job = Job(scenario=doc, digest=digest, threads=threads)
-    return job, make_tasks(buses, hours, intervals, spec.mw, n_cont), reuse
+    return job, make_tasks(buses, hours, intervals, spec.mw, n_cont), setup
 
 
 def _as_spec(spec) -> SweepSpec:
@@ -179,10 +175,12 @@ def _note(progress: bool, msg: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- clients
 
-def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
-    """A distributed.Client on the scheduler at ``address``; GridflowError (one line) if it cannot be reached."""
+def connect(address: str, timeout_s: float | None = None):
+    """A distributed.Client on the scheduler at ``address``; GridflowError (one line) if it cannot be reached
+    within ``timeout_s`` (default :data:`CONNECT_TIMEOUT_S`)."""
     from distributed import Client
 
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     try:
         return Client(address, timeout=f"{timeout_s}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
@@ -264,8 +262,25 @@ def sweep(spec, client=None, *, out=None, workers: int | None = None, scheduler:
     if not in_process and client is None and scheduler is None:
         n_local = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // n_local) if n_local else None
+    own: list = []  # clients and clusters made here, closed here
+    try:
+        if not in_process and client is None and scheduler is not None:
+            client = connect(scheduler)  # first: an unreachable scheduler is reported before any work
+            own.append(client)
+        return _sweep(spec, client, own, out=out, in_process=in_process, n_local=n_local, threads=threads,
+                      resume=resume, progress=progress, retries=retries)
+    finally:
+        for c in own:
+            try:
+                c.close()
+            except Exception:  # closing after an interrupt: nothing more to do
+                pass
+
+
+def _sweep(spec: SweepSpec, client, own: list, *, out, in_process, n_local, threads, resume, progress,
+           retries) -> pd.DataFrame:
     job, tasks, setup = resolve(spec, threads=threads)
-    if in_process and setup is not None:
+    if in_process:
         remember(job, setup)
     del setup
     frames: dict[str, pd.DataFrame] = {}
@@ -276,10 +291,17 @@ def sweep(spec, client=None, *, out=None, workers: int | None = None, scheduler:
     done = {p.name for p in results.glob("task-*.parquet")} if (results is not None and resume) else set()
     todo = [t for t in tasks if partition_name(t) not in done]
     total = sum(t.n_points for t in tasks)
-    _note(progress, f"sweep: {len(tasks) // max(1, len({t.hour for t in tasks}))} buses x {len(spec.mw)} MW x "
-                    f"{len({t.hour for t in tasks})} hours x {1 + (tasks[0].n_contingencies if tasks else 0)} cases "
-                    f"= {total:,} points in {len(tasks)} tasks"
+    n_hours = len({t.hour for t in tasks})
+    _note(progress, f"sweep: {len(tasks) // max(1, n_hours)} buses x {len(spec.mw)} MW x {n_hours} hours x "
+                    f"{1 + (tasks[0].n_contingencies if tasks else 0)} cases = {total:,} points in {len(tasks)} tasks"
                     + (f"; {len(tasks) - len(todo)} done before, {len(todo)} to run" if resume else ""))
+    if not in_process and client is None and todo:
+        cluster, client = local_cluster(n_local)
+        own += [client, cluster]
+    if not in_process and client is not None:
+        link = _dashboard(client)
+        if link:
+            _note(progress, f"sweep: Dask dashboard at {link}")
     bar = _Progress(total, total - sum(t.n_points for t in todo), progress)
 
     def finished(task: Task, df: pd.DataFrame) -> None:
@@ -293,9 +315,8 @@ def sweep(spec, client=None, *, out=None, workers: int | None = None, scheduler:
         if in_process:
             for t in todo:
                 finished(t, run_task(job, t))
-        else:
-            _run_dask(job, todo, finished, client=client, scheduler=scheduler, n_local=n_local, retries=retries,
-                      progress=progress)
+        elif todo:
+            _run_dask(client, job, todo, finished, retries=retries)
     finally:
         bar.close()
     parts = []
@@ -312,42 +333,21 @@ def sweep(spec, client=None, *, out=None, workers: int | None = None, scheduler:
     return points
 
 
-def _run_dask(job: Job, todo: list[Task], finished, *, client, scheduler, n_local, retries, progress) -> None:
+def _run_dask(client, job: Job, todo: list[Task], finished, *, retries: int) -> None:
+    """Submit every task of ``todo`` and hand each result to ``finished`` as it arrives; on any error or
+    interrupt the tasks still pending are cancelled."""
     from distributed import as_completed
 
-    own = []
+    by_key = {}
+    futures = []
+    for t in todo:
+        f = client.submit(run_task, job, t, key=f"gridflow-sweep-{job.digest}-{t.id}", retries=retries, pure=False)
+        by_key[f.key] = t
+        futures.append(f)
     try:
-        if client is None:
-            if scheduler is not None:
-                client = connect(scheduler)
-                own.append(client)
-            else:
-                cluster, client = local_cluster(n_local)
-                own += [client, cluster]
-        link = _dashboard(client)
-        if link:
-            _note(progress, f"sweep: Dask dashboard at {link}")
-        if not todo:
-            return
-        by_key = {}
-        futures = []
-        for t in todo:
-            f = client.submit(run_task, job, t, key=f"gridflow-sweep-{job.digest}-{t.id}", retries=retries,
-                              pure=False)
-            by_key[f.key] = t
-            futures.append(f)
-        try:
-            for f in as_completed(futures, loop=client.loop):
-                df = f.result()
-                finished(by_key[f.key], df)
-                f.release()
-        except BaseException:
-            client.cancel(futures)
-            raise
-    finally:
-        for c in own:
-            try:
-                c.close()
-            except Exception:  # closing after an interrupt: nothing more to do
-                pass
-
+        for f in as_completed(futures, loop=client.loop):
+            finished(by_key[f.key], f.result())
+            f.release()
+    except BaseException:
+        client.cancel(futures)
+        raise
