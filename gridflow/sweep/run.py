@@ -190,8 +190,7 @@ def connect(address: str, timeout_s: float | None = None):
 
 def local_cluster(n_workers: int):
     """A LocalCluster of ``n_workers`` processes, one task thread each, and its client. Each worker's BLAS may use
-    its share of this machine's CPUs (``cpu_count // n_workers``; Dask's default is 1: gridflow's solves then run
-    at half speed on 2 cores with one worker)."""
+    its share of this machine's CPUs (``cpu_count // n_workers``); Dask's MALLOC_TRIM_THRESHOLD_ is not set."""
     import logging
 
     import dask
