@@ -6,6 +6,7 @@
 >>> res.converged, res.bus.vm_pu.min()
 """
 
+from gridflow import sweep  # the package, callable: gridflow.sweep(spec, ...)
 from gridflow.batch import solve_batch
 from gridflow.case import Case
 from gridflow.contingency import ContingencyResult, contingency
@@ -18,7 +19,7 @@ from gridflow.solve import solve
 
 __all__ = [
     "Case", "PowerFlowModel", "PowerFlowResult", "BatchResult", "load_case", "from_pandapower", "read_matpower",
-    "case_names", "solve", "solve_batch", "contingency", "ContingencyResult", "Outage",
+    "case_names", "solve", "solve_batch", "sweep", "contingency", "ContingencyResult", "Outage",
     "GridflowError", "CaseError", "ConvergenceError", "ScenarioError", "ValidationMismatch",
 ]
 __version__ = "0.1.0"

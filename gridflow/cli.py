@@ -16,6 +16,7 @@ import click
 from gridflow.errors import GridflowError
 from gridflow.study.command import buses as buses_command
 from gridflow.study.command import study as study_command
+from gridflow.sweep.command import sweep as sweep_command
 
 DEFAULT_CASE = "case_ACTIVSg25k"
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT, EXIT_NOCONV = 0, 1, 2, 3
@@ -252,3 +253,4 @@ def contingency(case, outages, rating, q_lims, distributed_slack, tol_mva, threa
 
 main.add_command(study_command)
 main.add_command(buses_command)
+main.add_command(sweep_command)

@@ -179,6 +179,23 @@ class N1Judge:
         other.always = np.union1d(np.flatnonzero(touch), self._multi)
         return other
 
+    def fresh(self) -> N1Judge:
+        """This judge without the warm starts of earlier solves (each contingency starts from the point it is
+        solved at), the cache of reference solutions shared: what it answers does not depend on what was
+        solved before, only on the cached references (see :meth:`prime_references`). A sweep's tasks use it."""
+        other = copy.copy(self)
+        other._last, other._hot, other._clock = {}, {}, 0
+        return other
+
+    def prime_references(self, ref: OperatingPoint) -> None:
+        """Solve every contingency at the reference point ``ref`` (from ``ref`` itself, in groups of
+        :data:`OUTCOME_CHUNK`) and cache the results, so later judgements against ``ref`` do not depend on which
+        point first asked for them."""
+        judge = self.fresh()
+        ks = list(range(len(self.outages)))
+        for a in range(0, len(ks), OUTCOME_CHUNK):
+            judge._reference(ref, ks[a:a + OUTCOME_CHUNK])
+
     # ------------------------------------------------------------------ screening
 
     def screened(self, point: OperatingPoint, ref: OperatingPoint, served_mw: float) -> np.ndarray:
