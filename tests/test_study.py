@@ -529,16 +529,17 @@ def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=()):
     return bool(ok), V, Ybus, ppi
 
 
-def test_winter_solutions_resolved_independently_in_pypower(winter):
-    """Every verified interval re-solved by PYPOWER (:func:`_pypower_resolve`): the same voltages to 1e-4 pu,
-    and every generator within its P and Q limits (the held ones at a limit) in PYPOWER's solution."""
+def _check_intervals_in_pypower(su, st, out):
+    """Every verified interval of step ``st`` re-solved by PYPOWER (:func:`_pypower_resolve`) from the files in
+    ``out``: the same voltages to 1e-4 pu, and every generator within its P and Q limits (the held ones at a
+    limit) in PYPOWER's solution."""
     from pypower.idx_bus import PD, QD
 
-    res, out, _ = winter
-    su = res.setup
-    st = res.steps[0]
     demand = pd.read_csv(out / "bus_demand.csv")
     disp = pd.read_csv(out / "gen_dispatch.csv")
+    if "step" in demand.columns:
+        demand = demand[demand["step"] == st.datacenter_mw]
+        disp = disp[disp["step"] == st.datacenter_mw]
     case = su.case
     g, base = case.gen, case.base_mva
     for t, lab in enumerate(su.day.labels):
@@ -550,21 +551,28 @@ def test_winter_solutions_resolved_independently_in_pypower(winter):
                                    "qd": d["q_mvar"].reindex(case.bus.number).fillna(0).to_numpy() / base})
         ok, V, Ybus, ppi = _pypower_resolve(served, pg, qg, pt.q_held.held)
         assert ok, lab
-        np.testing.assert_allclose(np.abs(V), np.abs(pt.V), atol=1e-4, err_msg=lab)
+        rows = case.bus_index(ppi["order"]["bus"]["i2e"].astype(int))  # PYPOWER's internal rows -> gridflow's
+        np.testing.assert_allclose(np.abs(V), np.abs(pt.V)[rows], atol=1e-4, err_msg=lab)
         # generator outputs in PYPOWER's solution: Q from the bus injection, shared as gridflow (and MATPOWER) do
         Sinj = V * np.conj(Ybus @ V)
-        Qbus = Sinj.imag * base + ppi["bus"][:, QD]
-        Pref = Sinj.real * base + ppi["bus"][:, PD]
+        Qbus = np.zeros(case.nb)
+        Pbus = np.zeros(case.nb)
+        Qbus[rows] = Sinj.imag * base + ppi["bus"][:, QD]
+        Pbus[rows] = Sinj.real * base + ppi["bus"][:, PD]
         for b in np.unique(g.bus[g.status]):
             at = np.flatnonzero(g.status & (g.bus == b))
             qmin, qmax = g.qmin[at].sum() * base, g.qmax[at].sum() * base
             assert qmin - 1e-3 <= Qbus[b] <= qmax + 1e-3, (lab, b)
-        slack = np.flatnonzero(case.bus.type == 3)
-        for b in slack:
+        for b in np.flatnonzero(case.bus.type == 3):
             at = np.flatnonzero(g.status & (g.bus == b))
-            assert g.pmin[at].sum() * base - 1e-3 <= Pref[b] <= g.pmax[at].sum() * base + 1e-3
+            assert g.pmin[at].sum() * base - 1e-3 <= Pbus[b] <= g.pmax[at].sum() * base + 1e-3
         assert (pg[g.status] <= g.pmax[g.status] * base + 1e-6).all()
         assert (pg[g.status] >= g.pmin[g.status] * base - 1e-6).all()
+
+
+def test_winter_solutions_resolved_independently_in_pypower(winter):
+    res, out, _ = winter
+    _check_intervals_in_pypower(res.setup, res.steps[0], out)
 
 
 # ------------------------------------------------------------------ N-1 (TPL-001 P1) on ACTIVSg2000
@@ -669,6 +677,8 @@ def test_default_study_tells_the_whole_story(tmp_path):
             assert bs["longest_outage_hours"].max() <= res.scenario.study.max_hours_dark + 1e-9
     sched = pd.read_csv(tmp_path / "schedule.csv")
     assert len(sched) and sched["dark"].any()
+    for st in res.steps:  # every reported solution, re-solved by PYPOWER
+        _check_intervals_in_pypower(res.setup, st, tmp_path)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert any(x["binding"] and not x["binding"].startswith("none") for x in s["steps"])
 

@@ -128,6 +128,15 @@ def test_resume_refuses_another_sweeps_folder(spec_file, tmp_path):
         gridflow.sweep(other, workers=0, out=tmp_path, resume=True, progress=False)
 
 
+def test_rerun_without_resume_keeps_the_results(spec_file, tmp_path):
+    """No lost work: a second run into a folder holding partitions is refused unless it resumes."""
+    gridflow.sweep(spec_file, workers=0, out=tmp_path, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("task-*.parquet")}
+    with pytest.raises(ScenarioError, match="already holds 4 result partitions: --resume"):
+        gridflow.sweep(spec_file, workers=0, out=tmp_path, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("task-*.parquet")} == before
+
+
 def test_cli_writes_partitions_and_summary(spec_file, tmp_path):
     out = tmp_path / "out"
     r = cli("sweep", str(spec_file), "--out", str(out), "--workers", "0", "-q")

@@ -230,8 +230,9 @@ class N1Judge:
         room = np.where(self.responders, np.maximum(g.pmax - g.pg, 0.0), 0.0)
         return np.where(np.isfinite(room), room, 0.0)
 
-    def _solve(self, point: OperatingPoint, ks) -> object:
-        """The contingencies ``ks`` solved from ``point`` (its case, voltages and Q-held set)."""
+    def _solve(self, point: OperatingPoint, ks, warm: bool = True) -> object:
+        """The contingencies ``ks`` solved from ``point`` (its case, voltages and Q-held set); ``warm``: each
+        from its own last solution of a search instead where there is one (and kept for the next)."""
         case = point.case
         room = self._room(case)
         T = len(ks)
@@ -244,7 +245,7 @@ class N1Judge:
             held[:] = point.q_held.held
             q[:] = point.q_held.q_pu
         for j, k in enumerate(ks):
-            last = self._last.get(int(k))
+            last = self._last.get(int(k)) if warm else None
             if last is not None:
                 V0[j], held[j], q[j] = last
         outs = [self.outages[k] for k in ks]
@@ -255,7 +256,7 @@ class N1Judge:
                                      tol_mva=SEARCH_TOL_MVA, branch_results=True)
         base = case.base_mva
         for j, k in enumerate(ks):
-            if res.converged[j]:
+            if warm and res.converged[j]:
                 V = np.nan_to_num(res.vm_pu[j], nan=0.0) * np.exp(1j * np.deg2rad(np.nan_to_num(res.va_degree[j])))
                 dead = ~np.isfinite(res.vm_pu[j])
                 V[dead] = point.V[dead]  # a de-energized bus starts from the point's voltage next time
@@ -268,7 +269,7 @@ class N1Judge:
         cache = self._ref_cache.setdefault(id(ref), ({}, ref))[0]
         todo = [k for k in ks if k not in cache]
         if todo:
-            res = self._solve(ref, todo)
+            res = self._solve(ref, todo, warm=False)  # from the reference itself: not a search's point
             for j, k in enumerate(todo):
                 cache[k] = (bool(res.converged[j]), self._reference_of(res, j))
         return {k: cache[k] for k in ks}

@@ -120,8 +120,10 @@ def _prepare_out(out: Path, job: Job, spec: SweepSpec, resume: bool) -> Path:
     for p in results.glob(".task-*.tmp"):  # left by a writer that was killed mid-write
         p.unlink(missing_ok=True)
     if not resume:
-        for p in results.glob("task-*.parquet"):
-            p.unlink()
+        old_parts = list(results.glob("task-*.parquet"))
+        if old_parts:  # never thrown away: a rerun into the same folder is a resume or a new folder
+            raise ScenarioError(f"{out} already holds {len(old_parts)} result partitions: --resume to continue that "
+                                "sweep, or give another --out")
     manifest.write_text(json.dumps({"digest": job.digest, "scenario": job.scenario, "mw": list(spec.mw),
                                     "columns": RESULT_COLUMNS}, indent=1, default=str) + "\n")
     return results
