@@ -230,23 +230,29 @@ def default_scenario() -> Scenario:
     return load_scenario(data_path("cases", "scenarios", f"{DEFAULT_SCENARIO}.toml"))
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read a TOML scenario file."""
-    path = Path(path)
+def read_toml(path: str | Path, what: str = "scenario file") -> dict:
+    """The parsed TOML file ``path``; ScenarioError (one line, naming the file) when it cannot be read or
+    parsed."""
     src = str(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ScenarioError(f"{src}: no such file") from None
     except IsADirectoryError:
-        raise ScenarioError(f"{src}: is a directory, not a scenario file") from None
+        raise ScenarioError(f"{src}: is a directory, not a {what}") from None
     except OSError as e:
         raise ScenarioError(f"{src}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{src}: not a text file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{src}: not valid TOML ({e})") from None
-    return scenario_from_dict(doc, src, name=path.stem.replace("_", " "), path=str(path))
+        raise ScenarioError(f"{src}: not valid TOML ({' '.join(str(e).split())})") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a TOML scenario file."""
+    path = Path(path)
+    doc = read_toml(path)
+    return scenario_from_dict(doc, str(path), name=path.stem.replace("_", " "), path=str(path))
 
 
 def scenario_from_dict(doc: dict, src: str = "scenario", name: str = "study", path: str | None = None) -> Scenario:

@@ -24,12 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from gridflow.errors import ScenarioError
-from gridflow.study.scenario import scenario_from_dict
+from gridflow.study.scenario import read_toml, scenario_from_dict
 
 #: the keys of [sweep] that are the sweep's own
 SWEEP_KEYS = ("buses", "zone", "mw", "hours", "contingencies", "footprint", "power_factor")
@@ -100,18 +99,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a sweep TOML file. Raises ScenarioError (one line) for anything unusable."""
     path = Path(path)
     src = str(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(f"{src}: no such file") from None
-    except IsADirectoryError:
-        raise ScenarioError(f"{src}: is a directory, not a sweep spec") from None
-    except OSError as e:
-        raise ScenarioError(f"{src}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{src}: not a text file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{src}: not valid TOML ({' '.join(str(e).split())})") from None
+    doc = read_toml(path, "sweep spec")
     return spec_from_dict(doc, src, path=str(path))
 
 
