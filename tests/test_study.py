@@ -485,8 +485,9 @@ def test_winter_every_interval_verified_and_files(winter):
         assert k in s["steps"][0]
 
 
-def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=()):
-    """``case`` (its loads) re-solved by PYPOWER's own Newton (makeYbus, makeSbus, newtonpf) from a flat start,
+def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=(), V0=None):
+    """``case`` (its loads) re-solved by PYPOWER's own Newton (makeYbus, makeSbus, newtonpf) from a flat start
+    (or from the voltages ``V0`` (nb,), with the generator setpoints),
     generators at ``pg_mw``, those gridflow held at a Q limit (``held``, bool (ng,)) as PQ buses at ``qg_mvar``,
     the others at their setpoints; ``branch_out``: branch rows out of service. Returns (converged, V (nb,),
     Ybus, internal ppc)."""
@@ -512,6 +513,8 @@ def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=()):
     held_bus = np.unique(g.bus[held])
     ppc["bus"][held_bus, BUS_TYPE] = PQ
     ppc["bus"][:, VM], ppc["bus"][:, VA] = 1.0, 0.0
+    if V0 is not None:
+        ppc["bus"][:, VM], ppc["bus"][:, VA] = np.abs(V0), np.rad2deg(np.angle(V0))
     at = np.isin(g.bus, held_bus) & g.status
     ppc["gen"][at, QG] = np.asarray(qg_mvar)[at]
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -712,3 +715,48 @@ def test_hosting_buses_unknown_is_one_line(houston_n1):
     setup, _ = houston_n1
     with pytest.raises(ScenarioError, match="hosting buses: .*999999"):
         hosting_map(setup, [999999])
+
+
+@pytest.mark.slow
+def test_default_nova_n1_limit_holds_and_its_binding_contingency_resolves_in_pypower():
+    """The default study's N-1 headline on ACTIVSg25k (Northern Virginia, 8 GW requested): N-1 below N-0; at
+    the limit, every contingency screened at the failing trial above it is clean; the binding contingency at
+    the failing trial re-solved by PYPOWER with gridflow's post-contingency dispatch and held set gives the same
+    voltages (1e-4 pu) and the same overload. The hint only orders the bisection's trials."""
+    import dataclasses
+
+    from gridflow.study.run import find_limits, prepare
+
+    sc = default_scenario()
+    sc = dataclasses.replace(sc, datacenters=sc.datacenters[:1])
+    setup = prepare(sc)
+    (lim,) = find_limits(setup, [8000.0], hints={"Northern Virginia N-1": (4831.25,)})
+    assert lim.deliverable_mw_n1 < lim.deliverable_mw_n0
+    judge, ref = setup.n1, setup.references[setup.peak]
+    at, above = lim.n1.at_limit, lim.n1.above
+    ks = judge.screened(above.point, ref, above.mw)
+    assert judge.judge(at.point, ref, at.mw, ks=ks).clean
+    row = above.screen.attributed.iloc[0]
+    k = next(i for i, o in enumerate(setup.contingencies.outages) if o.label == row["contingency"])
+    o = setup.contingencies.outages[k]
+    judge._last.pop(k, None)
+    res = judge._solve(above.point, [k])
+    assert res.converged[0]
+    case = above.point.case
+    # from the reference's voltages (no datacenter, no outage): PYPOWER does not converge from a flat start here
+    ok, V, _, ppi = _pypower_resolve(case, res.gen_p_mw[0], res.gen_q_mvar[0], res.q_limited[0],
+                                     branch_out=o.branches, V0=ref.V)
+    assert ok
+    rows = case.bus_index(ppi["order"]["bus"]["i2e"].astype(int))
+    np.testing.assert_allclose(np.abs(V), res.vm_pu[0][rows], atol=1e-4)
+    assert row["kind"] == "thermal"
+    from pypower.makeYbus import makeYbus
+
+    _, Yf, Yt = makeYbus(ppi["baseMVA"], ppi["bus"], ppi["branch"])
+    j = int(row["element"].split()[1])
+    (ji,) = np.flatnonzero(ppi["order"]["branch"]["status"]["on"] == j)  # its row among PYPOWER's branches
+    ib = ppi["branch"]
+    f, t = int(ib[ji, 0]), int(ib[ji, 1])
+    mva = max(abs(V[f] * np.conj(Yf[ji] @ V)).item(), abs(V[t] * np.conj(Yt[ji] @ V)).item()) * ppi["baseMVA"]
+    assert mva / row["rating_mva"] * 100.0 > 100.0
+    np.testing.assert_allclose(mva / row["rating_mva"] * 100.0, row["loading_percent"], rtol=0.02)
