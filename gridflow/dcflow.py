@@ -137,55 +137,73 @@ class OutageFactors:
                 w_flow = self.Bf @ theta  # the flows of 1 MW taken up by the participants
         items = [(k, "branch", o.branches[0]) for k, o in enumerate(outages) if len(o.branches) == 1 and not o.gens]
         items += [(k, "gen", o.gens[0]) for k, o in enumerate(outages) if len(o.gens) == 1 and not o.branches]
-        for a in range(0, len(items), chunk):
-            part = items[a:a + chunk]
-            rhs = np.zeros((len(self.idx), 2 * len(part)))
-            for c, (_, kind, e) in enumerate(part):
-                ends = (br.f[e], br.t[e]) if kind == "branch" else (gen.bus[e], -1)
-                for j, bus in enumerate(ends):
-                    if bus >= 0 and self.pos[bus] >= 0:
-                        rhs[self.pos[bus], 2 * c + j] = 1.0
-            theta = np.zeros((case.nb, rhs.shape[1]))
+        # one right-hand side per item: e_f - e_t for a branch (its PTDF), e_m for a bridge (m: the end that
+        # stays with the slack), e_bus for a generator
+        cols = []
+        for k, kind, e in items:
+            if kind == "gen":
+                if pg is None or not net.gen_on[e]:
+                    continue
+                cols.append((k, kind, e, (gen.bus[e],), None))
+            elif net.branch_on[e]:
+                if self.bridge[e]:
+                    cut = self._cut_off(e)
+                    if cut is None:
+                        continue
+                    cols.append((k, "bridge", e, (cut[0],), cut[1]))
+                else:
+                    cols.append((k, kind, e, (br.f[e], br.t[e]), None))
+        for a in range(0, len(cols), chunk):
+            part = cols[a:a + chunk]
+            rhs = np.zeros((len(self.idx), len(part)))
+            for c, (_, _, _, ends, _) in enumerate(part):
+                for sign, bus in zip((1.0, -1.0)[:len(ends)], ends, strict=True):
+                    if self.pos[bus] >= 0:
+                        rhs[self.pos[bus], c] = sign
+            theta = np.zeros((case.nb, len(part)))
             theta[self.idx] = self.lu.solve(rhs)
-            u = self.Bf @ theta  # (nl, 2 chunk): u(from), u(to) (slack buses) per item
+            u = self.Bf @ theta  # (nl, chunk): a branch's PTDF, or u(bus) (slack buses) of a bridge or generator
 
-            def unit(c, j, lost_share=0.0, u=u):
-                """u(bus) of column (c, j); with participation, taken up by the participants other than
+            def taken_up(col, lost_share=0.0):
+                """u(bus) ``col`` (slack buses); with participation, taken up by the participants other than
                 those lost with the outage (``lost_share`` of the weight, whose own u equals u(bus) outside
                 the part lost): u - (w_flow - s u) / (1 - s)."""
-                col = u[:, 2 * c + j]
                 if w_flow is None:
                     return col
                 return col - (w_flow - lost_share * col) / (1.0 - lost_share)
 
-            for c, (k, kind, e) in enumerate(part):
+            for c, (k, kind, e, ends, off) in enumerate(part):
+                col = u[:, c]
                 if kind == "gen":
-                    if pg is None or not net.gen_on[e]:
-                        continue
                     lost = 0.0 if w_norm is None else float(w_norm[e])
                     if lost > 1.0 - 1e-9:
                         continue
-                    yield k, f0 - unit(c, 0, lost)[None, :] * pg[:, e:e + 1]
+                    yield k, f0 - taken_up(col, lost)[None, :] * pg[:, e:e + 1]
                     continue
-                if not net.branch_on[e]:
-                    continue
-                ptdf = u[:, 2 * c] - u[:, 2 * c + 1]
-                denom = 1.0 - ptdf[e]
-                if abs(denom) >= BRIDGE_TOL:
-                    post = f0 + ptdf[None, :] / denom * f0[:, e:e + 1]
-                    post[:, e] = 0.0
-                    yield k, post
-                    continue
-                cut = self._cut_off(e)
-                if cut is None:
-                    continue
-                m, off = cut
-                j = 0 if m == br.f[e] else 1
-                F = f0[:, e:e + 1] if j == 0 else -f0[:, e:e + 1]
+                if kind == "branch":
+                    denom = 1.0 - col[e]
+                    if abs(denom) >= BRIDGE_TOL:
+                        post = f0 + col[None, :] * (f0[:, e:e + 1] / denom)
+                        post[:, e] = 0.0
+                        yield k, post
+                        continue
+                    cut = self._cut_off(e)  # numerically a bridge, though the graph search did not mark it
+                    if cut is None:
+                        continue
+                    ends, off = (cut[0],), cut[1]
+                    th = np.zeros((case.nb, 1))
+                    rhs1 = np.zeros((len(self.idx), 1))
+                    if self.pos[ends[0]] >= 0:
+                        rhs1[self.pos[ends[0]], 0] = 1.0
+                    th[self.idx] = self.lu.solve(rhs1)
+                    col = (self.Bf @ th)[:, 0]
+                m = ends[0]
+                F = f0[:, e:e + 1] if m == br.f[e] else -f0[:, e:e + 1]
                 lost = 0.0 if share_bus is None else float(share_bus[off].sum())
                 if lost > 1.0 - 1e-9:
                     continue
-                post = f0 + unit(c, j, lost)[None, :] * F
+                um = taken_up(col, lost)
+                post = f0 + um[None, :] * F
                 post[:, off[br.f] | off[br.t]] = 0.0
                 post[:, e] = 0.0
                 yield k, post
