@@ -760,3 +760,11 @@ def test_default_nova_n1_limit_holds_and_its_binding_contingency_resolves_in_pyp
     mva = max(abs(V[f] * np.conj(Yf[ji] @ V)).item(), abs(V[t] * np.conj(Yt[ji] @ V)).item()) * ppi["baseMVA"]
     assert mva / row["rating_mva"] * 100.0 > 100.0
     np.testing.assert_allclose(mva / row["rating_mva"] * 100.0, row["loading_percent"], rtol=0.02)
+
+
+def test_unknown_hosting_bus_is_refused_before_the_study_runs(tmp_path):
+    doc = {**N1, "study": {**N1["study"], "hosting_map": True, "hosting_buses": [7018, 99999]}}
+    with pytest.raises(ScenarioError, match="hosting_buses: .*99999"):
+        from gridflow.study.run import prepare
+
+        prepare(scenario_from_dict(doc, "h.toml"))

@@ -229,4 +229,4 @@ def test_summary_limits_and_binding():
     assert s.loc[1, "limit_mw_n1"] == 100.0 and s.loc[1, "first_fail_mw_n1"] == 200.0
     assert s.loc[1, "binding_n1"] == "line B overload" and s.loc[1, "binding_contingency"] == "line X"
     assert s.loc[2, "limit_mw_n1"] == 200.0 and np.isnan(s.loc[2, "first_fail_mw_n1"])
-    assert s.loc[2, "binding_n1"] == "" and s.loc[2, "binding_hour"] == -1
+    assert s.loc[2, "binding_n1"] == "" and pd.isna(s.loc[2, "binding_hour"])

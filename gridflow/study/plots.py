@@ -6,6 +6,7 @@ drawing empty axes; limits are drawn (Vmin, the limit found, the nose).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,8 @@ def hosting_map(study, path: Path) -> Path:
         ax.barh(y - 0.2, h["limit_mw_n1"].fillna(0.0), 0.4, color="#3182bd", label="N-1")
     for yy, b, c in zip(y, h["binding"], h["binding_contingency"], strict=True):
         if c:
-            ax.text(0.01, yy, _short(str(b), 90), transform=ax.get_yaxis_transform(), fontsize=6, va="center")
+            ax.text(0.01, yy, _compact(str(b)), transform=ax.get_yaxis_transform(), fontsize=6, va="center",
+                    bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1.0})
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("MW that bus alone can take")
     ax.grid(axis="x", alpha=0.3)
@@ -206,20 +208,34 @@ def pv_curve(study, path: Path) -> Path:
             ax.plot([t.mw for t in tr], [t.vm_min_site_pu for t in tr], "x", color=col, ms=6,
                     label=f"limit search, {_gw(st.datacenter_mw)} step")
         if lim.search.limited:
-            ax.axvline(lim.deliverable_mw, color=col, ls="--", lw=1,
-                       label=f"limit at {_gw(st.datacenter_mw)}: {lim.deliverable_mw:,.0f} MW")
+            ax.axvline(lim.deliverable_mw_n0, color=col, ls="--", lw=1,
+                       label=f"N-0 limit at {_gw(st.datacenter_mw)}: {lim.deliverable_mw_n0:,.0f} MW")
+        if lim.n1 is not None and lim.n1.limited:
+            ax.axvline(lim.n1.limit_mw, color=col, ls=":", lw=1.5,
+                       label=f"N-1 limit at {_gw(st.datacenter_mw)}: {lim.n1.limit_mw:,.0f} MW (post-contingency)")
     vmin = float(np.min(su.case.bus.vmin[pl.bus]))
     ax.axhline(vmin, color="k", ls=":", lw=1, label=f"Vmin {vmin:g} pu")
     ax.xaxis.set_major_locator(MaxNLocator(7))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlabel(f"{nm}: datacenter MW at its {len(pl.bus)} buses, {su.day.label(su.peak)}")
     ax.set_ylabel("lowest |V| of its zone(s), buses >= monitored kV, pu")
-    last = study.steps[-1].limits[0]
-    ax.set_title(f"P–V curve, {nm} (Q limits {'on' if su.opts.q_limits else 'OFF'})\nbinding (last step): "
-                 + _short(last.binding or "none", 110), fontsize=9)
+    last = next(x for x in study.steps[-1].limits if x.name == nm)
+    title = (f"P–V curve (N-0), {nm} (Q limits {'on' if su.opts.q_limits else 'OFF'}); last step's binding:\n"
+             + textwrap.fill(f"N-0: {last.search.binding() or 'none'}", 110))
+    if last.n1 is not None:
+        title += "\n" + textwrap.fill(f"N-1: {last.n1.binding() or 'none'}", 110)
+    ax.set_title(title, fontsize=8, loc="left")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
+
+
+def _compact(binding: str) -> str:
+    """A binding constraint without its figures: the element and the outage ("branch 2452 BAY CITY 0 -
+    WADSWORTH 1 (230 kV, Coast) after the outage of branch 2450 (7304-7095)")."""
+    head = binding.partition(": ")[0]
+    at = binding.find(" after the outage of")
+    return head + (binding[at:] if at >= 0 and at > len(head) else "")
 
 
 def _short(text: str, n: int = 60) -> str:

@@ -139,7 +139,8 @@ def step_report(study: StudyResult, step: StepResult, top: int = 12) -> str:
 def sensitivity_report(study: StudyResult) -> str:
     s = study.sensitivity
     if s is None or not len(s):
-        return "sensitivity: no datacenter's limit binds in the last step"
+        return ("sensitivity: no datacenter's N-0 limit binds in the last step (the table varies the N-0 "
+                "attribution rules; an N-1 limit is in limits.csv)")
     lines = [f"sensitivity of {s['datacenter'].iloc[0]}'s N-0 limit (last step):"]
     for _, r in s.iterrows():
         ch = "" if r["variant"] == "as studied" else f" ({r['change_mw']:+,.0f})"
@@ -198,10 +199,11 @@ def write_study(study: StudyResult, out: str | Path, *, plots: bool = True) -> l
     su = study.setup
 
     def stack(fn, name="step"):
-        frames = [fn(st).assign(**{name: st.datacenter_mw}) for st in study.steps]
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return pd.DataFrame(columns=[name])
+        every = [fn(st).assign(**{name: st.datacenter_mw}) for st in study.steps]
+        frames = [f for f in every if len(f)]
+        if not frames:  # nothing to list: the header still says what the columns are
+            cols = list(dict.fromkeys(c for f in every for c in f.columns))
+            return pd.DataFrame(columns=[name] + [c for c in cols if c != name])
         df = pd.concat(frames, ignore_index=True)
         return df[[name] + [c for c in df.columns if c != name]]
 

@@ -167,6 +167,11 @@ def prepare(scenario: Scenario, *, case: Case | None = None, progress: Progress 
             raise ScenarioError(f"emergency_rating = {opts.emergency_rating!r}: {case.name} has no rate "
                                 f"{opts.emergency_rating} on any branch (all 0)")
     shares = zone_shares(opts.zone_shares, scenario.zones, fp.zones, case=case, zones=zones, resolve=scenario.resolve)
+    if opts.hosting_map and opts.hosting_buses:  # checked now, not after the steps have run
+        try:
+            case.bus_index(list(opts.hosting_buses))
+        except Exception as e:
+            raise ScenarioError(f"hosting_buses: {e}") from None
     crit_bus = np.zeros(case.nb, bool)
     if opts.critical_buses:
         try:
@@ -838,13 +843,13 @@ PV_POINTS, PV_BEYOND = 4, 4
 
 def pv_sweep(setup: Setup, step: StepResult, *, progress: Progress = _quiet) -> pd.DataFrame:
     """The P–V curve of the first datacenter in the queue at the peak interval (the earlier ones: none): its MW
-    from 0 to its limit in ``PV_POINTS`` steps, then on in steps of 10 % of the limit until the power flow has
+    from 0 to its N-0 limit in ``PV_POINTS`` steps, then on in steps of 10 % of the limit until the power flow has
     no solution (the nose) or ``PV_BEYOND`` more points; each point warm-started from the one before (a
     continuation). Columns ``datacenter, mw, vm_min_zone_pu, converged, clean``: the lowest bulk-system voltage
     in its zone(s)."""
     lim = step.limits[0]
     evaluate = limit_evaluator(setup, 0, lim.earlier_mw, lim.reference, lim.reference_table)
-    top = max(lim.deliverable_mw, setup.opts.limit_tolerance_mw * PV_POINTS)
+    top = max(lim.deliverable_mw_n0, setup.opts.limit_tolerance_mw * PV_POINTS)  # the curve is N-0
     xs = [top * k / PV_POINTS for k in range(PV_POINTS + 1)]
     rows = []
     for x in xs + [top * (1 + 0.1 * k) for k in range(1, PV_BEYOND + 1)]:

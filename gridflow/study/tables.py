@@ -132,6 +132,8 @@ def violation_rows(step: StepResult, day_label_peak: str) -> pd.DataFrame:
     for col in VIOLATIONS_COLUMNS:
         if col not in df:
             df[col] = np.nan
+    for col in ("from_bus", "to_bus"):  # bus numbers, blank where there is none (a voltage row's to_bus)
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     return df[VIOLATIONS_COLUMNS]
 
 

@@ -202,6 +202,10 @@ def local_cluster(n_workers: int):
     # Dask's default worker environment also sets MALLOC_TRIM_THRESHOLD_, which turns off glibc's dynamic mmap
     # threshold: every large temporary array is then mmap'ed and zeroed afresh (measured: tasks 2x slower)
     spawn_env = {k: share for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    # the cluster's and client's INFO lines would bury the progress bar: warnings and errors only
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                 "distributed.http.proxy", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
@@ -301,8 +305,10 @@ def _sweep(spec: SweepSpec, client, own: list, *, out, in_process, n_local, thre
     todo = [t for t in tasks if partition_name(t) not in done]
     total = sum(t.n_points for t in tasks)
     n_hours = len({t.hour for t in tasks})
-    _note(progress, f"sweep: {len(tasks) // max(1, n_hours)} buses x {len(spec.mw)} MW x {n_hours} hours x "
-                    f"{1 + (tasks[0].n_contingencies if tasks else 0)} cases = {total:,} points in {len(tasks)} tasks"
+    n_cases = 1 + (tasks[0].n_contingencies if tasks else 0)
+    _note(progress, f"sweep: {len(tasks) // max(1, n_hours)} buses x {len(spec.mw)} MW levels x {n_hours} "
+                    f"hour{'s' if n_hours != 1 else ''} x {n_cases:,} cases (N-0 and each contingency) = {total:,} "
+                    f"points in {len(tasks)} tasks"
                     + (f"; {len(tasks) - len(todo)} done before, {len(todo)} to run" if resume else ""))
     if not in_process and client is None and todo:
         cluster, client = local_cluster(n_local)

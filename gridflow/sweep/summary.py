@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: one row per bus; MW; ``first_fail_mw_*`` NaN (and ``binding_*`` "") where nothing failed up to the top MW
+#: one row per bus; MW; ``first_fail_mw_*`` NaN (and ``binding_*`` "", ``binding_hour`` blank) where nothing
+#: failed up to the top MW
 SUMMARY_COLUMNS = ["bus", "mw_max", "limit_mw_n0", "first_fail_mw_n0", "binding_n0", "limit_mw_n1", "first_fail_mw_n1",
                    "binding_n1", "binding_contingency", "binding_hour", "points", "not_converged"]
 
@@ -48,9 +49,11 @@ def summarize(points: pd.DataFrame) -> pd.DataFrame:
                     "limit_mw_n1": n1, "first_fail_mw_n1": f1,
                     "binding_n1": "" if r1 is None else str(r1["binding"] or "not deliverable"),
                     "binding_contingency": "" if r1 is None else str(r1["contingency"]),
-                    "binding_hour": -1 if r1 is None else int(r1["hour"]),
+                    "binding_hour": pd.NA if r1 is None else int(r1["hour"]),
                     "points": len(g), "not_converged": int((~g["converged"].astype(bool)).sum())})
-    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    df = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    df["binding_hour"] = df["binding_hour"].astype("Int64")
+    return df
 
 
 def plot_summary(summary: pd.DataFrame, path: Path, title: str = "sweep") -> Path:
@@ -66,11 +69,15 @@ def plot_summary(summary: pd.DataFrame, path: Path, title: str = "sweep") -> Pat
     ax.bar(x - 0.2, summary["limit_mw_n0"], width=0.4, label="N-0 limit", color="#4c72b0")
     ax.bar(x + 0.2, summary["limit_mw_n1"], width=0.4, label="N-1 limit", color="#dd8452")
     ax.plot(x, summary["mw_max"], "k_", markersize=14, label="top MW swept")
+    for xi, v0, v1 in zip(x, summary["limit_mw_n0"], summary["limit_mw_n1"], strict=True):
+        for dx, v in ((-0.2, v0), (0.2, v1)):
+            if v <= 0:  # no room at the smallest level: say 0 rather than draw nothing
+                ax.text(xi + dx, 0, "0", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [str(b) for b in summary["bus"]], rotation=60 if n > 12 else 0, fontsize=8)
     ax.set_xlabel("bus")
     ax.set_ylabel("hosting limit over the swept points, MW")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
