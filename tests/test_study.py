@@ -534,8 +534,8 @@ def _pypower_resolve(case, pg_mw, qg_mvar, held, branch_out=(), V0=None):
 
 def _check_intervals_in_pypower(su, st, out):
     """Every verified interval of step ``st`` re-solved by PYPOWER (:func:`_pypower_resolve`, started from the
-    hour's reference without datacenters) from the files in ``out``: the same voltages to 1e-4 pu, and every generator within its P and Q limits (the held ones at a
-    limit) in PYPOWER's solution."""
+    hour's reference without datacenters) from the files in ``out``: the same voltages to 1e-4 pu, and every
+    generator within its P and Q limits (the held ones at a limit) in PYPOWER's solution."""
     from pypower.idx_bus import PD, QD
 
     demand = pd.read_csv(out / "bus_demand.csv")
