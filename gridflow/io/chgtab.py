@@ -37,11 +37,14 @@ COLUMNS = ("label", "prob", "table", "row", "col", "chgtype", "newval")
 _START = re.compile(r"^\s*chgtab\s*=\s*\[(.*)$")
 
 
-def _names() -> dict:
+def matpower_constants() -> dict:
+    """Every name a change table may use, with its number: MATPOWER's idx_ct constants and define_constants'
+    bus, gen and branch column numbers (1-based, as in MATPOWER)."""
     out = dict(CT_NAMES)
-    for cols in _COLNAMES.values():  # bus, gen and branch column names, 1-based as in MATPOWER
+    for cols in _COLNAMES.values():
         for k, n in enumerate(cols):
             out.setdefault(n, k + 1)
+    out.update(ANGMIN=12, ANGMAX=13)  # idx_brch's angle limits, after BR_STATUS (not read from case files)
     return out
 
 
@@ -54,7 +57,7 @@ def read_change_table(path: str | Path) -> pd.DataFrame:
         lines = path.read_text(errors="replace").splitlines()
     except OSError as e:
         raise CaseError(f"cannot read ({e.strerror})", source=src) from None
-    names = _names()
+    names = matpower_constants()
     rows, where = [], []
     inside = False
     for n, raw in enumerate(lines, start=1):

@@ -29,19 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from gridflow.errors import CaseError
+from gridflow.io.chgtab import matpower_constants
 from gridflow.outages import Outage, branch_label, check_outages, gen_label
 
-# MATPOWER idx_ct and define_constants values
-_CT = {"CT_TBUS": 1, "CT_TGEN": 2, "CT_TBRCH": 3, "CT_TAREABUS": 4, "CT_TAREAGEN": 5, "CT_TAREABRCH": 6,
-       "CT_TLOAD": 7, "CT_TAREALOAD": 8, "CT_TGENCOST": 9, "CT_TAREAGENCOST": 10,
-       "CT_REP": 1, "CT_REL": 2, "CT_ADD": 3,
-       "CT_LOAD_ALL_PQ": 1, "CT_LOAD_FIX_PQ": 2, "CT_LOAD_DIS_PQ": 3, "CT_LOAD_ALL_P": 4, "CT_LOAD_FIX_P": 5,
-       "CT_LOAD_DIS_P": 6, "CT_MODCOST_F": 1, "CT_MODCOST_X": 2}
-# define_constants' column numbers (1-based), so other changes are named before they are refused
-for _names in ("BUS_I BUS_TYPE PD QD GS BS BUS_AREA VM VA BASE_KV ZONE VMAX VMIN",
-               "GEN_BUS PG QG QMAX QMIN VG MBASE GEN_STATUS PMAX PMIN",
-               "F_BUS T_BUS BR_R BR_X BR_B RATE_A RATE_B RATE_C TAP SHIFT BR_STATUS ANGMIN ANGMAX"):
-    _CT.update({n: i + 1 for i, n in enumerate(_names.split())})
+#: MATPOWER idx_ct and define_constants values (other changes are named before they are refused)
+_CT = matpower_constants()
 _TABLE_NAMES = {1: "bus", 2: "gen", 3: "branch", 4: "area-wide bus", 5: "area-wide gen", 6: "area-wide branch",
                 7: "load", 8: "area-wide load", 9: "gencost", 10: "area-wide gencost"}
 
