@@ -109,8 +109,8 @@ def bus_limit(setup: Setup, b: int, max_mw: float) -> dict:
                 above = ev1.full(n1.above)
                 n1 = replace(n1, above=above)
                 binding = n1.binding()
-                bad = above.screen.attributed
-                where = str(bad["contingency"].iloc[0]) if len(bad) and "contingency" in bad else "base"
+                row = above.screen.binding_row()
+                where = str(row.get("contingency", "base")) if row is not None else "base"
             n1_mw = n1.limit_mw
     case = su.case
     return {"bus": int(case.bus.number[b]), "name": str(case.bus.name[b]).strip(), "kv": float(case.bus.base_kv[b]),

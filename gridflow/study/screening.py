@@ -160,36 +160,42 @@ class Screen:
         parts = [f"{int(counts[k])} {k}" for k in ("thermal", "voltage", "generator", "collapse") if k in counts]
         return "attributed: " + ", ".join(parts) + rest
 
-    def binding(self) -> str:
-        """The attributed violation that binds, in words (empty when clean); after an outage, it is named."""
+    def binding_row(self) -> pd.Series | None:
+        """The attributed violation that binds (None when clean or not converged): a collapse first, else the
+        most loaded branch, else the voltage furthest from 1 pu, else the first row."""
         if not self.converged:
-            return "voltage collapse"
+            return None
         a = self.attributed
         if not len(a):
+            return None
+        for kind, pick in (("collapse", lambda d: d.index[0]), ("thermal", lambda d: d["loading_percent"].idxmax()),
+                           ("voltage", lambda d: (d["vm_pu"] - 1.0).abs().idxmax())):
+            d = a[a["kind"] == kind]
+            if len(d):
+                return d.loc[pick(d)]
+        return a.iloc[0]
+
+    def binding(self) -> str:
+        """The attributed violation that binds (:meth:`binding_row`) in words (empty when clean); after an
+        outage, it is named."""
+        if not self.converged:
+            return "voltage collapse"
+        r = self.binding_row()
+        if r is None:
             return ""
-
-        def after(r) -> str:
-            c = r.get("contingency") if "contingency" in r else None
-            return f" after the outage of {c}" if isinstance(c, str) and c and c != "base" else ""
-
-        col = a[a["kind"] == "collapse"]
-        if len(col):
-            r = col.iloc[0]
-            return f"voltage collapse{after(r)} (no solution with the datacenter, a solution without it)"
-        th = a[a["kind"] == "thermal"]
-        if len(th):
-            r = th.loc[th["loading_percent"].idxmax()]
+        c = r.get("contingency") if "contingency" in r else None
+        after = f" after the outage of {c}" if isinstance(c, str) and c and c != "base" else ""
+        if r["kind"] == "collapse":
+            return f"voltage collapse{after} (no solution with the datacenter, a solution without it)"
+        if r["kind"] == "thermal":
             return (f"{r['element']} {r['name']} ({r['kv']:g} kV, {r['zone']}): {r['loading_percent']:.1f} % of "
                     f"{r['rating_mva']:.0f} MVA (was {r['loading_base_percent']:.1f} %), "
-                    f"DFAX {r['dfax_percent']:.1f} %{after(r)}")
-        v = a[a["kind"] == "voltage"]
-        if len(v):
-            r = v.loc[(v["vm_pu"] - 1.0).abs().idxmax()]
+                    f"DFAX {r['dfax_percent']:.1f} %{after}")
+        if r["kind"] == "voltage":
             side = "below Vmin" if r["vm_pu"] < 1.0 else "above Vmax"
             return (f"voltage at {r['element']} {r['name']} ({r['kv']:g} kV, {r['zone']}) {side}: {r['vm_pu']:.3f} pu"
-                    f"{after(r)}")
-        r = a.iloc[0]
-        return f"{r['element']}: {r['reason']}{after(r)}"
+                    f"{after}")
+        return f"{r['element']}: {r['reason']}{after}"
 
 
 def screen(case: Case, res: PowerFlowResult, ref: Reference, monitor: Monitor, served_mw: float,
