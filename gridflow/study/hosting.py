@@ -33,9 +33,8 @@ import pandas as pd
 
 from gridflow.errors import ScenarioError
 from gridflow.study.datacenters import Placement
-from gridflow.study.run import Setup, _balanced, limit_evaluator, n1_evaluator
+from gridflow.study.run import Setup, _balanced, search_limits
 from gridflow.study.scenario import Datacenter
-from gridflow.study.search import bisect_limit, with_stability_margin
 
 #: power factor of a datacenter placed by a hosting map or a sweep, unless the scenario has a datacenter
 POWER_FACTOR = 0.98
@@ -94,24 +93,15 @@ def bus_limit(setup: Setup, b: int, max_mw: float) -> dict:
     su = _focus(setup, b)
     t = su.peak
     ref_pt, ref_tab = su.references[t], su.ref_tables[t]
-    tol = su.opts.limit_tolerance_mw
-    evaluate = limit_evaluator(su, 0, [0.0], ref_pt, ref_tab)
-    n0 = bisect_limit(evaluate, max_mw, tol_mw=tol)
-    n0 = with_stability_margin(n0, evaluate, su.opts.voltage_stability_margin_percent, tol_mw=tol)
+    n0, n1, _ = search_limits(su, 0, [0.0], ref_pt, ref_tab, max_mw)
     binding, where = n0.binding(), "base"
-    n1_mw = None
-    if su.n1 is not None:
-        n1_mw = 0.0
-        if n0.limit_mw > 0:
-            ev1 = n1_evaluator(su, evaluate, ref_pt, n0.limit_mw)
-            n1 = bisect_limit(ev1, n0.limit_mw, tol_mw=tol)
-            if n1.above is not None:
-                above = ev1.full(n1.above)
-                n1 = replace(n1, above=above)
-                binding = n1.binding()
-                row = above.screen.binding_row()
-                where = str(row.get("contingency", "base")) if row is not None else "base"
-            n1_mw = n1.limit_mw
+    n1_mw = None if su.n1 is None else 0.0  # no N-0 room: none N-1 either
+    if n1 is not None:
+        if n1.above is not None:
+            binding = n1.binding()
+            row = n1.above.screen.binding_row()
+            where = str(row.get("contingency", "base")) if row is not None else "base"
+        n1_mw = n1.limit_mw
     case = su.case
     return {"bus": int(case.bus.number[b]), "name": str(case.bus.name[b]).strip(), "kv": float(case.bus.base_kv[b]),
             "zone": str(su.zones.zone[b]), "limit_mw_n0": n0.limit_mw, "limit_mw_n1": n1_mw,
@@ -158,9 +148,7 @@ def evaluate_points(setup: Setup, b: int, mws, t: int, *, contingencies: bool = 
         rows = pd.DataFrame([base])
         if pt.converged:
             warm = pt
-            if contingencies and su.n1 is not None:
-                rows = pd.concat([rows, su.n1.outcomes(pt, ref_pt, mw)], ignore_index=True)
-        elif contingencies and su.n1 is not None:
+        if contingencies and su.n1 is not None:  # a point that does not solve: every contingency says so
             rows = pd.concat([rows, su.n1.outcomes(pt, ref_pt, mw)], ignore_index=True)
         parts.append(rows.assign(bus=num, mw=mw, hour=hour))
     out = pd.concat(parts, ignore_index=True)

@@ -402,6 +402,28 @@ def requested_at_peak(setup: Setup, i: int, mw: float) -> float:
     return float(mw) * (dc.load_shape[hour] if dc.load_shape is not None else 1.0)
 
 
+def search_limits(setup: Setup, i: int, done, ref_pt: OperatingPoint, ref_tab: Reference, requested_mw: float, *,
+                  hints_n0=(), hints_n1=(), on_n0=None) -> tuple[LimitSearch, LimitSearch | None, int]:
+    """Datacenter i's N-0 limit (bisection up to ``requested_mw``, the voltage-stability margin at a collapse)
+    and, with N-1 and room left, its N-1 limit at or below it (the failing trial judged on every screened
+    contingency). ``on_n0(search)`` is called between the two. Returns (N-0 search, N-1 search or None,
+    contingencies screened at the N-0 limit)."""
+    tol = setup.opts.limit_tolerance_mw
+    evaluate = limit_evaluator(setup, i, done, ref_pt, ref_tab)
+    search = bisect_limit(evaluate, requested_mw, tol_mw=tol, hints=[h for h in hints_n0 if h])
+    search = with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent, tol_mw=tol)
+    if on_n0 is not None:
+        on_n0(search)
+    if setup.n1 is None or search.limit_mw <= 0:
+        return search, None, 0
+    ev1 = n1_evaluator(setup, evaluate, ref_pt, search.limit_mw)
+    n1 = bisect_limit(ev1, search.limit_mw, tol_mw=tol, hints=[h for h in hints_n1 if h])
+    if n1.above is not None:
+        above = ev1.full(n1.above)
+        n1 = replace(n1, above=above, trials=tuple(above if t is n1.above else t for t in n1.trials))
+    return search, n1, ev1.screened
+
+
 def find_limits(setup: Setup, mw_by_dc, *, hints=None, progress: Progress = _quiet) -> tuple[DatacenterLimit, ...]:
     """Each datacenter's limit at the peak interval, in queue order (see the module docstring)."""
     t = setup.peak
@@ -411,25 +433,18 @@ def find_limits(setup: Setup, mw_by_dc, *, hints=None, progress: Progress = _qui
     for i, pl in enumerate(setup.placements):
         name = pl.datacenter.name
         req = requested_at_peak(setup, i, mw_by_dc[i])
-        evaluate = limit_evaluator(setup, i, done, ref_pt, ref_tab)
-        search = bisect_limit(evaluate, req, tol_mw=setup.opts.limit_tolerance_mw,
-                              hints=[h for h in (hints or {}).get(name, ()) if h])
-        search = with_stability_margin(search, evaluate, setup.opts.voltage_stability_margin_percent,
-                                       tol_mw=setup.opts.limit_tolerance_mw)
-        progress(f"    {name}: {req:,.0f} MW requested, {search.limit_mw:,.0f} MW deliverable N-0"
-                 + (f" (binding: {search.binding()})" if search.limited else "")
-                 + f" [{len(search.trials)} AC solves]")
-        n1 = None
-        if setup.n1 is not None and search.limit_mw > 0:
-            ev1 = n1_evaluator(setup, evaluate, ref_pt, search.limit_mw)
-            n1 = bisect_limit(ev1, search.limit_mw, tol_mw=setup.opts.limit_tolerance_mw,
-                              hints=[h for h in (hints or {}).get(f"{name} N-1", ()) if h])
-            if n1.above is not None:
-                above = ev1.full(n1.above)
-                n1 = replace(n1, above=above, trials=tuple(above if t is n1.above else t for t in n1.trials))
+        def n0_done(search, name=name, req=req):
+            progress(f"    {name}: {req:,.0f} MW requested, {search.limit_mw:,.0f} MW deliverable N-0"
+                     + (f" (binding: {search.binding()})" if search.limited else "")
+                     + f" [{len(search.trials)} AC solves]")
+
+        search, n1, screened = search_limits(setup, i, done, ref_pt, ref_tab, req, on_n0=n0_done,
+                                             hints_n0=(hints or {}).get(name, ()),
+                                             hints_n1=(hints or {}).get(f"{name} N-1", ()))
+        if n1 is not None:
             progress(f"    {name}: {n1.limit_mw:,.0f} MW deliverable N-1"
                      + (f" (binding: {n1.binding()})" if n1.limited else "")
-                     + f" [{len(n1.trials)} points; {ev1.screened:,} contingencies in AC, screened at "
+                     + f" [{len(n1.trials)} points; {screened:,} contingencies in AC, screened at "
                      f"{search.limit_mw:,.0f} MW]")
         lim = DatacenterLimit(placement=pl, requested_mw=req, search=search, reference=ref_pt,
                               reference_table=ref_tab, earlier_mw=tuple(done), n1=n1)
