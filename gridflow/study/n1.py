@@ -155,15 +155,12 @@ class N1Judge:
         self.factors = OutageFactors(case, self.model.net, self.model.bridges)
         br, gen = case.branch, case.gen
         self.counts = rating_counts(case, monitor.rating)
-        touch = np.zeros(len(self.outages), bool)
-        multi = np.zeros(len(self.outages), bool)
-        for k, o in enumerate(self.outages):
-            b = list(o.branches)
-            buses = np.r_[br.f[b], br.t[b], gen.bus[list(o.gens)]].astype(int)
-            touch[k] = bool(near_bus[buses].any())
-            multi[k] = len(o.branches) + len(o.gens) > 1 and bool(region_bus[buses].any())
-        self._multi = np.flatnonzero(multi)
-        self.always = np.flatnonzero(touch | multi)
+        # the buses each outage touches (branch ends, unit buses): who is always solved in AC
+        self._buses = [np.r_[br.f[list(o.branches)], br.t[list(o.branches)], gen.bus[list(o.gens)]].astype(int)
+                       for o in self.outages]
+        self._multi = np.flatnonzero([len(o.branches) + len(o.gens) > 1 and region_bus[b].any()
+                                      for o, b in zip(self.outages, self._buses, strict=True)])
+        self.always = np.union1d(np.flatnonzero([near_bus[b].any() for b in self._buses]), self._multi)
         self._ref_cache: dict = {}
         self._hot: dict = {}  # contingency -> when it last showed an attributed violation
         self._last: dict = {}  # contingency -> (V, Q-held mask, Q pu) of its last solution
@@ -173,10 +170,7 @@ class N1Judge:
         """This judge for a datacenter at other buses (``near_bus``: them and their neighbours, whose outages
         always go to AC); the reference solutions and warm starts are shared."""
         other = copy.copy(self)
-        br, gen = self.case.branch, self.case.gen
-        touch = np.array([bool(near_bus[np.r_[br.f[list(o.branches)], br.t[list(o.branches)],
-                                              gen.bus[list(o.gens)]].astype(int)].any()) for o in self.outages], bool)
-        other.always = np.union1d(np.flatnonzero(touch), self._multi)
+        other.always = np.union1d(np.flatnonzero([near_bus[b].any() for b in self._buses]), self._multi)
         return other
 
     def fresh(self) -> N1Judge:
