@@ -334,6 +334,8 @@ def limit_evaluator(setup: Setup, i: int, done, ref_pt: OperatingPoint, ref_tab:
     pv_bus = zone_bus if len(zone_bus) else pl.bus
 
     def solve_at(x: float) -> OperatingPoint:
+        if x in warm:  # solved before in this search (the N-1 search asks for the N-0 search's points again)
+            return warm[x]
         mws = list(done)
         mws[i] = x
         dc_p, dc_q = _dc_arrays(su, mws)
